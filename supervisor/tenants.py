@@ -13,11 +13,19 @@ import asyncpg
 
 from shared.crypto import CryptoError, KeyRing
 from shared.ids import webhook_secret
+from shared.logs import get_logger
 from shared.redact import REDACTOR, mask
 from tenant_runtime.config import BotMode, Language, TenantConfig
 
-_SECRET_COLUMNS = ("bot_token_enc", "kie_api_key_enc", "kie_webhook_key_enc", "webhook_secret_enc",
-                   "callback_secret_enc")
+log = get_logger(__name__)
+
+_SECRET_COLUMNS = (
+    "bot_token_enc",
+    "kie_api_key_enc",
+    "kie_webhook_key_enc",
+    "webhook_secret_enc",
+    "callback_secret_enc",
+)
 
 
 class TenantError(Exception):
@@ -91,14 +99,21 @@ class TenantStore:
                        default_language, bot_mode, welcome_bonus, referral_bonus)
                    OVERRIDING SYSTEM VALUE
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
-                tenant_id, new.slug, new.display_name, new.bot_id,
+                tenant_id,
+                new.slug,
+                new.display_name,
+                new.bot_id,
                 self._enc(tenant_id, "bot_token", new.bot_token),
                 self._enc(tenant_id, "kie_api_key", new.kie_api_key),
                 self._enc(tenant_id, "kie_webhook_key", new.kie_webhook_key),
                 self._enc(tenant_id, "webhook_secret", webhook_secret()),
                 self._enc(tenant_id, "callback_secret", webhook_secret()),
-                new.admin_ids, new.markup, new.default_language, new.bot_mode,
-                new.welcome_bonus, new.referral_bonus,
+                new.admin_ids,
+                new.markup,
+                new.default_language,
+                new.bot_mode,
+                new.welcome_bonus,
+                new.referral_bonus,
             )
             row = await conn.fetchrow("SELECT * FROM tenants WHERE id = $1", tenant_id)
         return self._config(row)
@@ -128,8 +143,15 @@ class TenantStore:
             if changes.kie_webhook_key is not None:
                 REDACTOR.register(changes.kie_webhook_key)
                 sets["kie_webhook_key_enc"] = self._enc(tid, "kie_webhook_key", changes.kie_webhook_key)
-            for name in ("admin_ids", "markup", "default_language", "bot_mode", "welcome_bonus",
-                         "referral_bonus", "disabled_models"):
+            for name in (
+                "admin_ids",
+                "markup",
+                "default_language",
+                "bot_mode",
+                "welcome_bonus",
+                "referral_bonus",
+                "disabled_models",
+            ):
                 value = getattr(changes, name)
                 if value is not None:
                     sets[name] = value
@@ -151,7 +173,10 @@ class TenantStore:
         async with self._pool.acquire() as conn:
             await conn.execute(
                 "UPDATE tenants SET status = 'token_invalid', last_error = $2, updated_at = now() "
-                "WHERE id = $1 AND status = 'enabled'", tenant_id, REDACTOR.redact(reason)[:500])
+                "WHERE id = $1 AND status = 'enabled'",
+                tenant_id,
+                REDACTOR.redact(reason)[:500],
+            )
 
     @staticmethod
     async def _write(conn: asyncpg.Connection, tenant_id: int, sets: dict[str, object]) -> asyncpg.Record:
@@ -160,7 +185,8 @@ class TenantStore:
         row = await conn.fetchrow(
             f"UPDATE tenants SET {assignments}, config_version = config_version + 1, updated_at = now() "
             "WHERE id = $1 RETURNING *",
-            tenant_id, *(sets[c] for c in columns),
+            tenant_id,
+            *(sets[c] for c in columns),
         )
         assert row is not None
         return cast(asyncpg.Record, row)
@@ -184,9 +210,16 @@ class TenantStore:
         return None if row is None else self._config(row)
 
     async def all(self) -> list[TenantConfig]:
+        """Every tenant that can be decrypted; one broken row is logged, never fatal for the others."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch("SELECT * FROM tenants ORDER BY slug")
-        return [self._config(r) for r in rows]
+        configs = []
+        for row in rows:
+            try:
+                configs.append(self._config(row))
+            except TenantError as exc:
+                log.error("tenant skipped", tenant=row["slug"], error=str(exc))
+        return configs
 
     async def rotate_keys(self) -> int:
         """Re-encrypt every secret under the primary key; row by row, so readers never block long."""
@@ -223,12 +256,25 @@ class TenantStore:
             raise TenantError(f"tenant {row['slug']!r}: {exc}") from None
         assert token is not None and secret is not None and callback is not None
         return TenantConfig(
-            id=tid, slug=row["slug"], display_name=row["display_name"], status=row["status"],
-            bot_id=row["bot_id"], bot_token=token, kie_api_key=kie, kie_webhook_key=kie_hook,
-            webhook_secret=secret, callback_secret=callback, admin_ids=frozenset(row["admin_ids"]),
-            lock_key=row["lock_key"], markup=row["markup"], default_language=row["default_language"],
-            bot_mode=row["bot_mode"], welcome_bonus=row["welcome_bonus"], referral_bonus=row["referral_bonus"],
-            disabled_models=frozenset(row["disabled_models"]), config_version=row["config_version"],
+            id=tid,
+            slug=row["slug"],
+            display_name=row["display_name"],
+            status=row["status"],
+            bot_id=row["bot_id"],
+            bot_token=token,
+            kie_api_key=kie,
+            kie_webhook_key=kie_hook,
+            webhook_secret=secret,
+            callback_secret=callback,
+            admin_ids=frozenset(row["admin_ids"]),
+            lock_key=row["lock_key"],
+            markup=row["markup"],
+            default_language=row["default_language"],
+            bot_mode=row["bot_mode"],
+            welcome_bonus=row["welcome_bonus"],
+            referral_bonus=row["referral_bonus"],
+            disabled_models=frozenset(row["disabled_models"]),
+            config_version=row["config_version"],
         )
 
 

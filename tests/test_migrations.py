@@ -26,13 +26,12 @@ async def test_apply_twice_is_a_noop(fresh_database: str) -> None:
 
 
 async def test_two_processes_migrating_at_once(fresh_database: str) -> None:
-    env_code = (
-        "import asyncio, sys; from supervisor.cli import main; sys.exit(main(['migrate']))"
-    )
+    env_code = "import asyncio, sys; from supervisor.cli import main; sys.exit(main(['migrate']))"
     env = {"DATABASE_URL": fresh_database, "PATH": "/usr/bin:/bin"}
     procs = [
-        await asyncio.create_subprocess_exec(sys.executable, "-c", env_code, env=env,
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", env_code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for _ in range(2)
     ]
     results = await asyncio.gather(*(p.communicate() for p in procs))
@@ -63,8 +62,10 @@ def test_bad_migration_name_is_rejected(tmp_path: object) -> None:
 
 
 async def test_failed_migration_rolls_back(fresh_database: str, tmp_path: object) -> None:
-    broken = [migrations.Migration(1, "ok", "CREATE TABLE t_ok (id int);"),
-              migrations.Migration(2, "broken", "CREATE TABLE t_bad (id int); SELECT * FROM nope;")]
+    broken = [
+        migrations.Migration(1, "ok", "CREATE TABLE t_ok (id int);"),
+        migrations.Migration(2, "broken", "CREATE TABLE t_bad (id int); SELECT * FROM nope;"),
+    ]
     conn = await connect_dedicated(fresh_database, application_name="t")
     try:
         try:

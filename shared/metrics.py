@@ -1,0 +1,36 @@
+"""Prometheus series of the process. Tenant labels are slugs, never secrets."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+UPDATES_RECEIVED = Counter(
+    "tg_updates_received_total", "Telegram updates received", ["tenant", "source"], registry=REGISTRY
+)
+UPDATES_DUPLICATE = Counter(
+    "tg_updates_duplicate_total", "Updates already accepted before (redeliveries)", ["tenant"], registry=REGISTRY
+)
+UPDATES_HANDLED = Counter("tg_updates_handled_total", "Updates handled", ["tenant"], registry=REGISTRY)
+UPDATES_FAILED = Counter("tg_updates_failed_total", "Updates whose handler raised", ["tenant"], registry=REGISTRY)
+HANDLER_SECONDS = Histogram(
+    "tg_handler_seconds",
+    "Time from accepting an update to finishing it",
+    ["tenant"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RUNTIME_STATE = Gauge(
+    "tenant_runtime_state", "1 for the tenant's current state", ["tenant", "state"], registry=REGISTRY
+)
+RESTARTS = Counter("tenant_restarts_total", "Runtime restarts after a crash", ["tenant"], registry=REGISTRY)
+LOCK_HELD = Gauge("tenant_lock_held", "1 when this process holds the tenant's lock", ["tenant"], registry=REGISTRY)
+TELEGRAM_429 = Counter("telegram_retry_after_total", "429 answers from Telegram", ["tenant"], registry=REGISTRY)
+GENERATIONS = Counter("generations_total", "Generations by outcome", ["tenant", "outcome"], registry=REGISTRY)
+REFUNDS = Counter("refunds_total", "Holds released after a failed generation", ["tenant"], registry=REGISTRY)
+TOPUPS = Counter("topups_total", "Balance top-ups", ["tenant", "kind"], registry=REGISTRY)
+KIE_SECONDS = Histogram("kie_request_seconds", "KIE API latency", ["operation"], registry=REGISTRY)
+KIE_ERRORS = Counter("kie_errors_total", "KIE API errors by body code", ["operation", "code"], registry=REGISTRY)
+DB_POOL_SIZE = Gauge("db_pool_connections", "Connections in the pool", registry=REGISTRY)
+DB_POOL_IDLE = Gauge("db_pool_idle_connections", "Idle connections in the pool", registry=REGISTRY)

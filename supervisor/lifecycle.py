@@ -1,0 +1,263 @@
+"""Per-tenant supervision: one_for_one restarts with backoff, quarantine, token_invalid, lock changes.
+
+Each enabled tenant has a `Slot` whose task builds a `TenantRuntime`, checks its token and then waits
+for the runtime to report a failure. A failure restarts only that tenant, after an exponential
+backoff with jitter (1 s to 5 min, reset after 10 min healthy). More than 5 restarts in 60 s
+quarantines it for 10 min, unless most tenants are failing at once: then the cause is shared (DB,
+network) and nobody is quarantined for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.utils.backoff import Backoff, BackoffConfig
+
+from shared import metrics
+from shared.logs import get_logger
+from shared.redact import REDACTOR
+from tenant_runtime.config import TenantConfig
+from tenant_runtime.runtime import TenantRuntime, TokenInvalid
+
+log = get_logger(__name__)
+
+RESTART_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=300.0, factor=2.0, jitter=0.3)
+HEALTHY_RESET_SECONDS = 600.0
+CRASH_LOOP_RESTARTS = 5
+CRASH_LOOP_WINDOW = 60.0
+QUARANTINE_SECONDS = 600.0
+
+
+class State(StrEnum):
+    STARTING = "starting"
+    ACTIVE = "active"
+    STANDBY = "standby"
+    BACKOFF = "backoff"
+    TOKEN_INVALID = "token_invalid"  # noqa: S105 - a state name, not a password
+    QUARANTINED = "quarantined"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Slot:
+    config: TenantConfig
+    state: State = State.STARTING
+    runtime: TenantRuntime | None = None
+    task: asyncio.Task[None] | None = None
+    locked: bool = False
+    restarts: deque[float] = field(default_factory=lambda: deque(maxlen=32))
+    restart_count: int = 0
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    transition: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+RuntimeBuilder = Callable[[TenantConfig], TenantRuntime]
+MarkInvalid = Callable[[int, str], Awaitable[None]]
+
+
+class Lifecycle:
+    def __init__(self, build: RuntimeBuilder, mark_invalid: MarkInvalid, on_wanted_changed: Callable[[], None]):
+        self._build = build
+        self._mark_invalid = mark_invalid
+        self._on_wanted_changed = on_wanted_changed
+        self.slots: dict[int, Slot] = {}
+        self.by_slug: dict[str, Slot] = {}
+        self.tenant_by_bot: dict[int, int] = {}
+        self._recent_crashes: deque[tuple[float, int]] = deque(maxlen=4096)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- registry sync ---------------------------------------------------------------------------
+
+    async def sync(self, configs: list[TenantConfig]) -> None:
+        """Make the running set match the registry: start, restart, reconfigure or stop tenants."""
+        seen = {c.id for c in configs}
+        for tid in [t for t in self.slots if t not in seen]:
+            await self.stop_tenant(tid)
+        for config in configs:
+            await self.apply(config)
+
+    async def apply(self, config: TenantConfig) -> None:
+        REDACTOR.register(*config.secrets)
+        slot = self.slots.get(config.id)
+        if config.status == "disabled":
+            if slot is not None:
+                await self.stop_tenant(config.id)
+            return
+        if slot is not None and slot.config.restart_key() == config.restart_key() and slot.config.slug == config.slug:
+            if config.config_version != slot.config.config_version:
+                slot.config = config
+                if slot.runtime is not None:
+                    slot.runtime.reconfigure(config)
+            return
+        if slot is not None:
+            await self.stop_tenant(config.id)
+        slot = Slot(config=config)
+        self.slots[config.id] = slot
+        self.by_slug[config.slug] = slot
+        self.tenant_by_bot[config.bot_id] = config.id
+        if config.status == "token_invalid":
+            self._set_state(slot, State.TOKEN_INVALID)
+            slot.last_error = "Telegram rejected the token; update it with `tenants update --bot-token`"
+            return
+        slot.task = asyncio.create_task(self._supervise(slot), name=f"tenant:{config.slug}")
+
+    async def stop_tenant(self, tenant_id: int) -> None:
+        slot = self.slots.pop(tenant_id, None)
+        if slot is None:
+            return
+        if self.by_slug.get(slot.config.slug) is slot:
+            del self.by_slug[slot.config.slug]
+        self.tenant_by_bot.pop(slot.config.bot_id, None)
+        if slot.task is not None:
+            slot.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await slot.task
+        if slot.runtime is not None:
+            await slot.runtime.deactivate()
+        self._set_state(slot, State.STOPPED)
+        self._on_wanted_changed()
+
+    # --- locks -------------------------------------------------------------------------------------
+
+    def wanted_locks(self) -> dict[int, int]:
+        return {
+            tid: slot.config.lock_key for tid, slot in self.slots.items() if slot.state in (State.STANDBY, State.ACTIVE)
+        }
+
+    async def on_locks(self, acquired: set[int], released: set[int]) -> None:
+        """Called by the locker; must not block it, so the transitions run as tasks."""
+        for tid in released:
+            slot = self.slots.get(tid)
+            if slot is not None:
+                slot.locked = False
+                metrics.LOCK_HELD.labels(slot.config.slug).set(0)
+                self._spawn(self._step_down(slot))
+        for tid in acquired:
+            slot = self.slots.get(tid)
+            if slot is not None:
+                slot.locked = True
+                metrics.LOCK_HELD.labels(slot.config.slug).set(1)
+                self._spawn(self._step_up(slot))
+
+    async def _step_up(self, slot: Slot) -> None:
+        async with slot.transition:
+            runtime = slot.runtime
+            if runtime is None or not slot.locked or slot.state != State.STANDBY:
+                return
+            try:
+                await runtime.activate()
+            except Exception as exc:  # reported to the slot's supervisor, which restarts it
+                runtime.report_failure(exc)
+                return
+            self._set_state(slot, State.ACTIVE)
+
+    async def _step_down(self, slot: Slot) -> None:
+        async with slot.transition:
+            if slot.runtime is not None and slot.state == State.ACTIVE:
+                await slot.runtime.deactivate()
+                self._set_state(slot, State.STANDBY)
+
+    # --- supervision -------------------------------------------------------------------------------
+
+    async def _supervise(self, slot: Slot) -> None:
+        backoff = Backoff(RESTART_BACKOFF)
+        while True:
+            runtime = self._build(slot.config)
+            slot.runtime = runtime
+            self._set_state(slot, State.STARTING)
+            started = time.monotonic()
+            try:
+                await runtime.check_token()
+                async with slot.transition:
+                    self._set_state(slot, State.STANDBY)
+                    if slot.locked:
+                        await runtime.activate()
+                        self._set_state(slot, State.ACTIVE)
+                self._on_wanted_changed()
+                raise await runtime.failure
+            except asyncio.CancelledError:
+                await runtime.deactivate()
+                raise
+            except TokenInvalid as exc:
+                await runtime.deactivate()
+                self._set_state(slot, State.TOKEN_INVALID)
+                slot.last_error = f"Telegram rejected the token: {exc}"
+                log.error(
+                    "bot token rejected by Telegram; tenant stopped until its token changes", tenant=slot.config.slug
+                )
+                with contextlib.suppress(Exception):
+                    await self._mark_invalid(slot.config.id, slot.last_error)
+                self._on_wanted_changed()
+                return
+            except TelegramRetryAfter as exc:
+                # Telegram asked this bot to wait: not a crash, and nobody else waits with it.
+                await runtime.deactivate()
+                metrics.TELEGRAM_429.labels(slot.config.slug).inc()
+                await self._wait(slot, float(exc.retry_after), State.BACKOFF)
+                continue
+            except Exception as exc:
+                await runtime.deactivate()
+                now = time.monotonic()
+                if now - started > HEALTHY_RESET_SECONDS:
+                    backoff.reset()
+                slot.last_error = REDACTOR.redact(f"{type(exc).__name__}: {exc}")[:500]
+                slot.restart_count += 1
+                slot.restarts.append(now)
+                self._recent_crashes.append((now, slot.config.id))
+                metrics.RESTARTS.labels(slot.config.slug).inc()
+                log.warning("tenant runtime crashed", tenant=slot.config.slug, error=slot.last_error)
+                self._on_wanted_changed()
+                if self._crash_looping(slot, now) and not self._shared_failure(now):
+                    log.error(
+                        "tenant is crash-looping: quarantined", tenant=slot.config.slug, retry_in_s=QUARANTINE_SECONDS
+                    )
+                    slot.restarts.clear()
+                    await self._wait(slot, QUARANTINE_SECONDS, State.QUARANTINED)
+                else:
+                    await self._wait(slot, next(backoff), State.BACKOFF)
+
+    async def _wait(self, slot: Slot, seconds: float, state: State) -> None:
+        slot.next_attempt_at = time.time() + seconds
+        self._set_state(slot, state)
+        await asyncio.sleep(seconds)
+        slot.next_attempt_at = None
+
+    @staticmethod
+    def _crash_looping(slot: Slot, now: float) -> bool:
+        return sum(1 for t in slot.restarts if now - t <= CRASH_LOOP_WINDOW) > CRASH_LOOP_RESTARTS
+
+    def _shared_failure(self, now: float) -> bool:
+        crashed = {tid for t, tid in self._recent_crashes if now - t <= CRASH_LOOP_WINDOW}
+        return len(self.slots) >= 4 and len(crashed) * 2 > len(self.slots)
+
+    def _set_state(self, slot: Slot, state: State) -> None:
+        if slot.state != state:
+            log.info("tenant state", tenant=slot.config.slug, state=state.value, previous=slot.state.value)
+        metrics.RUNTIME_STATE.labels(slot.config.slug, slot.state.value).set(0)
+        slot.state = state
+        metrics.RUNTIME_STATE.labels(slot.config.slug, state.value).set(1)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def counts(self) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for slot in self.slots.values():
+            result[slot.state.value] = result.get(slot.state.value, 0) + 1
+        return result
+
+    async def stop_all(self, drain_timeout: float) -> None:
+        runtimes = [s.runtime for s in self.slots.values() if s.runtime is not None]
+        await asyncio.gather(*(r.drain(drain_timeout) for r in runtimes))
+        for tid in list(self.slots):
+            await self.stop_tenant(tid)

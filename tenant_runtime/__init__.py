@@ -1,0 +1,1 @@
+"""Per-tenant bot runtime: handlers, job pipeline and the shared KIE client."""

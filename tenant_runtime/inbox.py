@@ -1,0 +1,90 @@
+"""Durable acceptance of Telegram updates: each update id is handled once per tenant.
+
+A row is written before the update is handled; Telegram's redelivery, or the same update reaching
+the other replica, finds it. A claim left by a crashed process is taken over after a lease.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+RECLAIM_AFTER_SECONDS = 60
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Pending:
+    update_id: int
+    payload: dict[str, Any]
+
+
+class Inbox:
+    def __init__(self, pool: asyncpg.Pool, instance: str) -> None:
+        self._pool = pool
+        self._instance = instance
+
+    async def accept(self, tenant_id: int, update_id: int, chat_id: int | None, payload: dict[str, Any]) -> bool:
+        """True when this process now owns the update; False for a duplicate someone handled or handles."""
+        row = await self._pool.fetchval(
+            """INSERT INTO updates_inbox (tenant_id, update_id, chat_id, payload, claimed_by)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (tenant_id, update_id) DO UPDATE
+                   SET claimed_by = EXCLUDED.claimed_by, claimed_at = now(),
+                       attempts = updates_inbox.attempts + 1
+                   WHERE updates_inbox.status = 'processing'
+                     AND updates_inbox.claimed_at < now() - make_interval(secs => $6)
+                     AND updates_inbox.attempts < $7
+               RETURNING 1""",
+            tenant_id,
+            update_id,
+            chat_id,
+            payload,
+            self._instance,
+            RECLAIM_AFTER_SECONDS,
+            MAX_ATTEMPTS,
+        )
+        return row is not None
+
+    async def finish(self, tenant_id: int, update_id: int, *, ok: bool) -> None:
+        await self._pool.execute(
+            "UPDATE updates_inbox SET status = $3, done_at = now() WHERE tenant_id = $1 AND update_id = $2",
+            tenant_id,
+            update_id,
+            "done" if ok else "failed",
+        )
+
+    async def reclaim_stale(self, tenant_id: int, limit: int = 50) -> list[Pending]:
+        """Updates accepted by a process that died before finishing them, oldest first."""
+        rows = await self._pool.fetch(
+            """UPDATE updates_inbox SET claimed_by = $2, claimed_at = now(), attempts = attempts + 1
+               WHERE (tenant_id, update_id) IN (
+                   SELECT tenant_id, update_id FROM updates_inbox
+                   WHERE tenant_id = $1 AND status = 'processing'
+                     AND claimed_at < now() - make_interval(secs => $3) AND attempts < $4
+                   ORDER BY update_id LIMIT $5 FOR UPDATE SKIP LOCKED)
+               RETURNING update_id, payload""",
+            tenant_id,
+            self._instance,
+            RECLAIM_AFTER_SECONDS,
+            MAX_ATTEMPTS,
+            limit,
+        )
+        await self._pool.execute(
+            "UPDATE updates_inbox SET status = 'failed', done_at = now() "
+            "WHERE tenant_id = $1 AND status = 'processing' AND attempts >= $2 "
+            "AND claimed_at < now() - make_interval(secs => $3)",
+            tenant_id,
+            MAX_ATTEMPTS,
+            RECLAIM_AFTER_SECONDS,
+        )
+        return sorted((Pending(r["update_id"], r["payload"]) for r in rows), key=lambda p: p.update_id)
+
+    async def prune(self, older_than_days: int = 7) -> int:
+        status = await self._pool.execute(
+            "DELETE FROM updates_inbox WHERE received_at < now() - make_interval(days => $1) AND status <> 'processing'",
+            older_than_days,
+        )
+        return int(status.split()[-1])
