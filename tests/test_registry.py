@@ -309,7 +309,7 @@ def test_broken_registry_names_model_and_field(
     message = str(caught.value)
     assert message.startswith("models/registry.json: ")
     assert f"model {model_id!r}" in message, message
-    assert re.search(rf"field '[^']*{re.escape(field)}", message), message
+    assert re.search(rf"fields? '[^']*{re.escape(field)}", message), message
 
 
 def test_unreadable_registry_raises_registry_error(tmp_path: Path) -> None:

@@ -435,18 +435,19 @@ class FakeKie:
             if api_key is None or account is None:
                 return self._reply(record, None, 401, _MESSAGES[401], None)
             fault = self._take_fault(operation, api_key)
+            code, message, data = 200, "success", None
             if fault is not None and fault.code is not None:
-                await self._hold(fault.hang_s)
-                return self._reply(record, account, fault.code, _MESSAGES.get(fault.code, "error"), None)
-            try:
-                if not self._within_rate(operation, api_key):
-                    raise _Reject(429)
-                data = await handler(request, api_key, account)
-            except _Reject as rejection:
-                return self._reply(record, account, rejection.code, rejection.message, None)
+                code, message = fault.code, _MESSAGES.get(fault.code, "error")
+            else:
+                try:
+                    if not self._within_rate(operation, api_key):
+                        raise _Reject(429)
+                    data = await handler(request, api_key, account)
+                except _Reject as rejection:
+                    code, message = rejection.code, rejection.message
             if fault is not None:
                 await self._hold(fault.hang_s)
-            return self._reply(record, account, 200, "success", data)
+            return self._reply(record, account, code, message, data)
 
         return endpoint
 

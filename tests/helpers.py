@@ -1,0 +1,70 @@
+"""Helpers for tests: running the real CLI, waiting on conditions with deadlines, secret scanning."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def cli_env(database_url: str, master_keys: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("BOT_TOKEN", "KIE_API_KEY", "KIE_WEBHOOK_KEY")}
+    env.update({"DATABASE_URL": database_url, "MASTER_KEYS": master_keys, "PYTHONPATH": str(ROOT)})
+    env.update(extra)
+    return env
+
+
+async def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> CliResult:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "supervisor", *args, env=env, cwd=ROOT,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+    assert proc.returncode is not None
+    return CliResult(proc.returncode, out.decode(), err.decode())
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.05,
+    what: str = "condition",
+) -> None:
+    """Poll `check` until true; fail with `what` after the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def assert_no_secrets(text: str, secrets: Iterable[str | None]) -> None:
+    for secret in secrets:
+        if secret:
+            assert secret not in text, f"a secret value leaked into output (starts {secret[:3]!r})"
+
+
+def make_token(bot_id: int, seed: str = "A") -> str:
+    body = (seed * 35)[:35]
+    return f"{bot_id}:{body}"
