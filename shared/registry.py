@@ -154,6 +154,9 @@ class ModelSpec(_Frozen):
     typical_seconds: int = Field(gt=0)
     timeout_seconds: int | None = Field(default=None, gt=0)
     unavailable: tuple[dict[str, Choice], ...] = ()
+    # "jobs": created through /api/v1/jobs/createTask, the one flow the product runs. Models that KIE
+    # serves on dedicated endpoints (veo, suno, midjourney, runway, …) are kept but not sold yet.
+    api: Literal["jobs", "dedicated"] = "jobs"
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -192,7 +195,7 @@ class ModelSpec(_Frozen):
 
     @property
     def sellable(self) -> bool:
-        return bool(self.prices) or self.free
+        return self.api == "jobs" and (bool(self.prices) or self.free)
 
     def field(self, name: str) -> FieldSpec | None:
         return next((f for f in self.inputs if f.name == name), None)

@@ -229,6 +229,9 @@ class CallbackDelivery:
     delivered: bool = False
 
 
+_RECORD = web.RequestKey("record", RequestRecord)
+
+
 class _Reject(Exception):
     def __init__(self, code: int, message: str | None = None) -> None:
         super().__init__(message)
@@ -412,7 +415,7 @@ class FakeKie:
         # Recorded on arrival, so a test can count a call whose reply is still hanging.
         record = RequestRecord(request.method, request.path, request.query_string, _bearer(request))
         self.requests.append(record)
-        request["record"] = record
+        request[_RECORD] = record
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -426,7 +429,7 @@ class FakeKie:
         self, operation: Operation, handler: Callable[[web.Request, str, Account], Awaitable[Any]]
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def endpoint(request: web.Request) -> web.Response:
-            record: RequestRecord = request["record"]
+            record = request[_RECORD]
             record.operation = operation
             if self.config.latency_s:
                 await self._hold(self.config.latency_s)

@@ -22,7 +22,6 @@ import zlib
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
-from typing import Any
 
 from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
@@ -34,7 +33,9 @@ from shared.testing.fake_telegram_model import (
     ApiError,
     BotState,
     CallbackRecord,
+    ChatState,
     ControlError,
+    Faults,
     Media,
     PaymentDeclinedError,
     RateLimitFault,
@@ -130,9 +131,8 @@ class FakeTelegram:
         await web.TCPSite(runner, host, port).start()
         self._state.closing = False
         self._runner = runner
-        bound_host, bound_port = runner.addresses[0][:2]
-        self._base_url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
-        del bound_host
+        bound_port = runner.addresses[0][1]
+        self._base_url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"
         return self._base_url
 
     async def stop(self) -> None:
@@ -223,14 +223,13 @@ class FakeTelegram:
             faults.latency = latency
 
     def clear_faults(self, token: str) -> None:
-        bot = self._state.control_bot(token)
-        bot.faults = type(bot.faults)()
+        self._state.control_bot(token).faults = Faults()
 
     # --- control: the user acts -------------------------------------------------------------------------
 
     def _user_chat(
         self, bot: BotState, user_id: int, language_code: str | None, first_name: str | None, username: str | None
-    ) -> tuple[UserInfo, Any]:
+    ) -> tuple[UserInfo, ChatState]:
         known = bot.chats.get(user_id)
         user = UserInfo(
             id=user_id,

@@ -451,7 +451,7 @@ class BotState:
     faults: Faults = field(default_factory=Faults)
     webhook: WebhookConfig | None = None
     poller: Poller | None = None
-    callbacks: dict[str, CallbackRecord] = field(default_factory=dict)
+    callbacks: OrderedDict[str, CallbackRecord] = field(default_factory=OrderedDict)
     pre_checkouts: dict[str, PreCheckoutRecord] = field(default_factory=dict)
     payments: dict[str, Payment] = field(default_factory=dict)
     files: dict[str, StoredFile] = field(default_factory=dict)

@@ -45,7 +45,8 @@ class FakeConfig:
     webhook_retry_max: float = 5.0
     webhook_timeout: float = 10.0
     history_limit: int | None = None
-    """Per-bot cap on remembered API calls and redeliverable updates; None keeps everything."""
+    """Per-bot cap on remembered API calls, redeliverable updates and callback queries, and per-chat cap
+    on remembered messages, for long benchmark runs; None keeps everything."""
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -129,9 +130,12 @@ class TelegramState:
         chat.next_message_id += 1
         return message_id
 
-    @staticmethod
-    def store_message(chat: ChatState, message: StoredMessage) -> StoredMessage:
+    def store_message(self, chat: ChatState, message: StoredMessage) -> StoredMessage:
         chat.messages[message.message_id] = message
+        limit = self.config.history_limit
+        if limit is not None:
+            # Message ids are sequential per chat, so the one falling out of the window is known.
+            chat.messages.pop(message.message_id - limit, None)
         chat.notify()
         return message
 
