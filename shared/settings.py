@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Money: user price = ceil(credits x markup x credit_rate_minor), in minor units (kopecks by default).
     credit_rate_minor: float = Field(default=40.0, gt=0)
     currency_code: str = "RUB"
+    # Telegram Stars top-ups: packages (in Stars) and what one Star credits, in minor units.
+    stars_packages: str = "50,100,500"
+    stars_rate_minor: int = Field(default=150, ge=1)
     job_timeout_seconds: int = Field(default=300, ge=10, le=3600)
     hold_ttl_seconds: int = Field(default=3600, ge=60)
     telegram_connection_limit: int = Field(default=200, ge=10, le=2000)
@@ -61,6 +64,19 @@ class Settings(BaseSettings):
     smoke_test_tenant: str | None = None
     smoke_test_model_id: str | None = None
     smoke_test_input_json: str | None = None
+
+    @field_validator("stars_packages")
+    @classmethod
+    def _packages(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() and 1 <= int(p) <= 10000 for p in parts):
+            raise ValueError("must be a comma-separated list of Star amounts from 1 to 10000, e.g. 50,100,500")
+        return ",".join(parts)
+
+    @property
+    def star_packages(self) -> list[tuple[int, int]]:
+        """(Stars, minor units credited) per package."""
+        return [(int(p), int(p) * self.stars_rate_minor) for p in self.stars_packages.split(",")]
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import mimetypes
 import os
 import signal
 import socket
@@ -18,8 +19,10 @@ import sys
 import time
 
 import asyncpg
+import httpx
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError
 from aiogram.utils.backoff import Backoff, BackoffConfig
 from aiohttp import web
 
@@ -27,20 +30,27 @@ from shared import metrics, migrations
 from shared.db import connect_dedicated, create_pool
 from shared.logs import configure_logging, get_logger
 from shared.redact import REDACTOR
+from shared.registry import RegistryError, load_registry
 from shared.settings import Settings, SettingsError, load_settings
 from supervisor import __version__
 from supervisor.bootstrap import BootError, load_keys, resolve_dsn
 from supervisor.http import ServerState, error_response, json_response
-from supervisor.lifecycle import Lifecycle
+from supervisor.lifecycle import Lifecycle, State
 from supervisor.listener import TenantListener
 from supervisor.locks import Locker
 from supervisor.tenants import TenantError, TenantStore
 from tenant_runtime.config import TenantConfig
+from tenant_runtime.delivery import TelegramNotifier
 from tenant_runtime.dispatcher import build_dispatcher
 from tenant_runtime.fsm_storage import PgStorage
 from tenant_runtime.inbox import Inbox
+from tenant_runtime.jobs import JobService
+from tenant_runtime.kie_client import KieClient
+from tenant_runtime.ledger import Ledger
+from tenant_runtime.media import read_media_token
 from tenant_runtime.runtime import Outcome, TenantRuntime
 from tenant_runtime.services import Services
+from tenant_runtime.users import Users
 
 log = get_logger(__name__)
 
@@ -64,6 +74,8 @@ class Supervisor:
         self._lifecycle: Lifecycle | None = None
         self._store: TenantStore | None = None
         self._services: Services | None = None
+        self._kie: KieClient | None = None
+        self._http: httpx.AsyncClient | None = None
 
     async def serve(self, host: str, port: int) -> int:
         log.info(
@@ -131,12 +143,25 @@ class Supervisor:
 
         lifecycle = self._lifecycle = Lifecycle(build_runtime, store.mark_token_invalid, lambda: locker.poke())
         storage = PgStorage(pool, lifecycle.tenant_by_bot)
+        try:
+            registry = load_registry()
+        except RegistryError as exc:
+            raise BootError(str(exc)) from None
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(60, connect=10))
+        kie = self._kie = KieClient(self.settings.kie_base_url, on_request=_observe_kie)
+        ledger = Ledger(pool)
+        jobs = JobService(pool, ledger, kie, registry, self.settings, TelegramNotifier(pool, self._http))
         services = Services(
             pool=pool,
             settings=self.settings,
             instance=self.instance,
             inbox=Inbox(pool, self.instance),
             dispatcher=build_dispatcher(storage),
+            registry=registry,
+            ledger=ledger,
+            users=Users(pool),
+            kie=kie,
+            jobs=jobs,
         )
         locker = self._locker = Locker(
             dsn,
@@ -178,10 +203,35 @@ class Supervisor:
             asyncio.create_task(locker.run(), name="locker"),
             asyncio.create_task(listener.run(), name="listener"),
             asyncio.create_task(self._heartbeat(pool), name="instance-heartbeat"),
+            asyncio.create_task(jobs.run_poller(self._active_runtimes), name="job-poller"),
+            asyncio.create_task(self._housekeeping(services), name="housekeeping"),
         ]
         self.state.backend = self
         log.info("supervisor ready", tenants=len(lifecycle.slots))
         await self._stop.wait()
+
+    def _active_runtimes(self) -> dict[int, TenantRuntime]:
+        """Runtimes whose singleton work (job polling, resuming) this process owns."""
+        lifecycle = self._lifecycle
+        if lifecycle is None:
+            return {}
+        return {
+            tid: slot.runtime
+            for tid, slot in lifecycle.slots.items()
+            if slot.state == State.ACTIVE and slot.runtime is not None
+        }
+
+    async def _housekeeping(self, services: Services) -> None:
+        """Process-wide sweeps, safe to run in every replica at once."""
+        while True:
+            await asyncio.sleep(30)
+            try:
+                expired = await services.ledger.expire_holds()
+                if expired:
+                    log.warning("expired holds released", count=expired)
+                await services.inbox.prune()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("housekeeping failed", error=type(exc).__name__)
 
     # --- Backend for the HTTP server -----------------------------------------------------------------
 
@@ -218,8 +268,37 @@ class Supervisor:
             return error_response(503, "temporarily unavailable")
         return json_response({"ok": True})
 
+    def _runtime(self, slug: str) -> TenantRuntime | None:
+        slot = self._lifecycle.by_slug.get(slug) if self._lifecycle else None
+        return slot.runtime if slot is not None else None
+
     async def kie_callback(self, request: web.Request) -> web.StreamResponse:
-        return error_response(404, "unknown job")
+        runtime = self._runtime(request.match_info["slug"])
+        if runtime is None or self._services is None:
+            return error_response(404, "unknown tenant")
+        body = await request.read()
+        status = await self._services.jobs.handle_callback(runtime, request.match_info["token"], body, request.headers)
+        return json_response({"ok": status == 200}, status=status)
+
+    async def media(self, request: web.Request) -> web.StreamResponse:
+        """A file a user sent, fetched through the tenant's bot, for KIE to download."""
+        runtime = self._runtime(request.match_info["slug"])
+        if runtime is None:
+            return error_response(404, "not found")
+        config = runtime.config
+        file_id = read_media_token(config.callback_secret, config.id, request.match_info["token"])
+        if file_id is None:
+            return error_response(404, "not found")
+        try:
+            found = await runtime.bot.get_file(file_id, request_timeout=15)
+            if found.file_path is None:
+                return error_response(404, "not found")
+            data = await runtime.bot.download_file(found.file_path, timeout=60)
+        except TelegramAPIError:
+            return error_response(404, "not found")
+        assert data is not None
+        content_type = mimetypes.guess_type(found.file_path)[0] or "application/octet-stream"
+        return web.Response(body=data.read(), content_type=content_type)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         return error_response(404, "not enabled")
@@ -263,6 +342,8 @@ class Supervisor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._lifecycle is not None:
             await self._lifecycle.stop_all(drain_timeout=DRAIN_SECONDS)
+        if self._services is not None:
+            await self._services.jobs.drain(timeout=5)
         if self._pool is not None:
             with contextlib.suppress(Exception):
                 await self._pool.execute("DELETE FROM lock_holders WHERE instance = $1", self.instance, timeout=2)
@@ -270,6 +351,10 @@ class Supervisor:
             await self._pool.close()
         if self._session is not None:
             await self._session.close()
+        if self._kie is not None:
+            await self._kie.aclose()
+        if self._http is not None:
+            await self._http.aclose()
         log.info("shutdown complete", seconds=round(time.monotonic() - started, 3))
 
 
@@ -289,3 +374,9 @@ async def serve(state: ServerState, *, host: str, port: int) -> int:
     except BootError as exc:
         log.error("startup failed", error=str(exc))
         return 1
+
+
+def _observe_kie(operation: str, code: int, seconds: float) -> None:
+    metrics.KIE_SECONDS.labels(operation).observe(seconds)
+    if code != 200:
+        metrics.KIE_ERRORS.labels(operation, str(code)).inc()

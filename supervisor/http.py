@@ -26,6 +26,8 @@ class Backend(Protocol):
 
     async def kie_callback(self, request: web.Request) -> web.StreamResponse: ...
 
+    async def media(self, request: web.Request) -> web.StreamResponse: ...
+
     async def metrics(self, request: web.Request) -> web.StreamResponse: ...
 
     async def status(self, request: web.Request) -> web.StreamResponse: ...
@@ -88,6 +90,7 @@ def build_app(state: ServerState, *, max_body: int) -> web.Application:
     app.router.add_get("/ready", ready)
     app.router.add_post("/webhook/{slug}", late("webhook"))
     app.router.add_post("/kie/callback/{slug}/{token}", late("kie_callback"))
+    app.router.add_get("/media/{slug}/{token}", late("media"))
     app.router.add_get("/metrics", late("metrics"))
     app.router.add_get("/status", late("status"))
     app.router.add_post("/status", late("status"))

@@ -38,6 +38,7 @@ from shared.settings import KIE_BASE_DEFAULT, normalize_kie_base
 from tenant_runtime.kie_limits import (
     Backoff,
     CircuitBreaker,
+    CircuitState,
     RateLimit,
     RetryPolicy,
     SlidingWindowLimiter,
@@ -435,7 +436,7 @@ class KieClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def circuit_state(self, api_key: str) -> str:
+    def circuit_state(self, api_key: str) -> CircuitState:
         return self._breaker.state(key_id(api_key))
 
     async def create_task(
@@ -563,7 +564,7 @@ class KieClient:
         json_body: dict[str, Any] | None = None,
     ) -> _Reply:
         limiter = self._create_limiter if operation == "create_task" else self._read_limiter
-        await limiter.acquire(key_id(api_key))
+        queued_s = await limiter.acquire(key_id(api_key))
         started = time.monotonic()
         try:
             response = await self._http.request(
@@ -576,7 +577,13 @@ class KieClient:
         reply = _decode(response, api_key)
         seconds = time.monotonic() - started
         self._report(operation, reply.code, seconds)
-        log.debug("kie.request", operation=operation, code=reply.code, seconds=round(seconds, 3))
+        log.debug(
+            "kie.request",
+            operation=operation,
+            code=reply.code,
+            seconds=round(seconds, 3),
+            queued_s=round(queued_s, 3),
+        )
         return reply
 
     def _report(self, operation: str, code: int, seconds: float) -> None:

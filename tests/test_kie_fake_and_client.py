@@ -12,7 +12,7 @@ import struct
 import time
 import traceback
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -99,7 +99,7 @@ class MakeClient(Protocol):
 @pytest.fixture(autouse=True)
 def no_key_in_logs(
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
-) -> Iterator[list[Mapping[str, Any]]]:
+) -> Iterator[list[MutableMapping[str, Any]]]:
     caplog.set_level(logging.DEBUG)
     with structlog.testing.capture_logs() as events:
         yield events
@@ -212,13 +212,17 @@ async def test_polling_when_callbacks_are_dropped(
     client = make_client(fake.base_url)
 
     task_id = await client.create_task(API_KEY, "z-image", PROMPT, receiver.url)
+    delivered_id = await client.create_task(API_KEY, "z-image", PROMPT, receiver.url)
+    fake.set_task_callbacks(delivered_id, CallbackPolicy(delay_s=0.05))
     states: list[str] = []
     info = await poll_until_final(client, task_id, states)
 
     assert info.state == "success" and info.result_urls[0].endswith(f"/files/{task_id}.png")
     assert "generating" in states and states.index("generating") < states.index("success")
-    await eventually(lambda: any(c.dropped for c in fake.callbacks))
-    assert receiver.hits == []
+    assert fake.state_of(task_id) == "success"
+    await eventually(lambda: len(fake.callbacks) == 2 and fake.callbacks[1].delivered)
+    assert fake.callbacks[0].task_id == task_id and fake.callbacks[0].dropped
+    assert [parse_callback(hit.body).task_id for hit in receiver.hits] == [delivered_id]
 
 
 async def test_duplicate_and_retried_callbacks(
@@ -435,7 +439,7 @@ async def test_client_queues_creations_instead_of_hitting_429(make_fake: MakeFak
 
 
 async def test_api_key_never_in_errors_or_logs(
-    make_fake: MakeFake, make_client: MakeClient, no_key_in_logs: list[Mapping[str, Any]]
+    make_fake: MakeFake, make_client: MakeClient, no_key_in_logs: list[MutableMapping[str, Any]]
 ) -> None:
     fake = await make_fake()
     client = make_client(fake.base_url, read_timeout_s=0.2, retry=RetryPolicy(attempts=2, base_delay_s=0.01))
@@ -477,6 +481,26 @@ async def test_api_key_never_in_errors_or_logs(
         for secret in SECRETS:
             assert secret not in rendered
     assert any(e.get("event") == "kie.retry" for e in no_key_in_logs)  # logs were captured and scanned
+
+
+async def test_http_control_routes(make_fake: MakeFake, make_client: MakeClient) -> None:
+    fake = await make_fake()
+    client = make_client(fake.base_url)
+    async with httpx.AsyncClient(base_url=f"{fake.base_url}/_control") as control:
+        assert (await control.post("/keys", json={"api_key": UNKNOWN_KEY, "credits": 7.5})).status_code == 200
+        assert (await control.post("/faults", json={"operation": "credit", "code": 455})).status_code == 200
+        assert (await control.patch("/config", json={"bogus": 1})).status_code == 400
+        patched = await control.patch("/config", json={"message_key": "message", "durations": [0.01, 0.02]})
+        assert patched.json()["message_key"] == "message"
+
+        with pytest.raises(KieMaintenanceError):
+            await client.credit(UNKNOWN_KEY)
+        assert await client.credit(UNKNOWN_KEY) == Decimal("7.5")
+        task_id = await client.create_task(UNKNOWN_KEY, "z-image", PROMPT)
+
+        state = (await control.get("/state")).json()
+    assert state["keys"][UNKNOWN_KEY] == {"credits": 6.5, "create_calls": 1}
+    assert [t["task_id"] for t in state["tasks"]] == [task_id]
 
 
 def test_parse_callback_shapes() -> None:

@@ -21,6 +21,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from functools import partial
+from http import HTTPStatus
 from types import TracebackType
 
 from aiogram.client.telegram import TelegramAPIServer
@@ -65,6 +66,7 @@ __all__ = [
 
 MAX_UPLOAD = 50 * 1024 * 1024  # Telegram's upload limit for bots
 _dumps = partial(json.dumps, ensure_ascii=False)
+_SERVER_ERRORS = frozenset(status.value for status in HTTPStatus if 500 <= status.value <= 599)
 
 
 def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
@@ -91,6 +93,12 @@ def _is_loopback(host: str) -> bool:
 
 
 class FakeTelegram:
+    """One fake Telegram for any number of bot tokens.
+
+    State lives as long as the object, across stop()/start(), so a test can restart the server under a
+    running bot the way a network blip would. Control methods that act are async, queries are plain.
+    """
+
     def __init__(
         self,
         *,
@@ -130,6 +138,10 @@ class FakeTelegram:
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         self._state.closing = False
+        for bot in self._state.bots.values():
+            if bot.webhook is not None and bot.token not in self._state.deliverers:
+                # Restarted: webhooks set before stop() resume delivering what is still pending.
+                await self._state.set_webhook(bot, bot.webhook, self._api.execute_webhook_reply, drop_pending=False)
         self._runner = runner
         bound_port = runner.addresses[0][1]
         self._base_url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"
@@ -185,11 +197,11 @@ class FakeTelegram:
 
     # --- control: bots ----------------------------------------------------------------------------------
 
-    def register_bot(self, token: str, *, username: str | None = None, first_name: str | None = None) -> UserInfo:
+    async def register_bot(self, token: str, *, username: str | None = None, first_name: str | None = None) -> UserInfo:
         """Make a token valid. Registering again renames the bot and keeps its state."""
         return self._state.register(token, username, first_name).user
 
-    def inject_faults(
+    async def inject_faults(
         self,
         token: str,
         *,
@@ -215,14 +227,14 @@ class FakeTelegram:
             method = rate_limit_method.lower() if rate_limit_method else None
             faults.rate_limits.append(RateLimitFault(retry_after, method, rate_limit_calls))
         if server_error_calls is not None:
-            if not 500 <= server_error_status <= 599:
+            if server_error_status not in _SERVER_ERRORS:
                 raise ControlError(f"not a 5xx status: {server_error_status}")
             faults.server_errors = server_error_calls
             faults.server_error_status = server_error_status
         if latency is not None:
             faults.latency = latency
 
-    def clear_faults(self, token: str) -> None:
+    async def clear_faults(self, token: str) -> None:
         self._state.control_bot(token).faults = Faults()
 
     # --- control: the user acts -------------------------------------------------------------------------
@@ -389,9 +401,9 @@ async def _serve(host: str, port: int, bots: list[str], fetch_media_urls: bool) 
     fake = FakeTelegram(fetch_media_urls=fetch_media_urls)
     for spec in bots:
         token, _, username = spec.partition("=")
-        fake.register_bot(token, username=username or None)
+        await fake.register_bot(token, username=username or None)
     base_url = await fake.start(host, port)
-    print(f"fake Telegram Bot API at {base_url} ({len(bots)} bots); control API under {base_url}/_control/")
+    print(f"fake Telegram Bot API at {base_url} ({len(bots)} bots); control API under {base_url}/_control/", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -45,7 +45,7 @@ class _Body:
             raise ControlError(f"{name} must be a string")
         return value
 
-    def str(self, name: str) -> str:
+    def req_str(self, name: str) -> str:
         value = self.opt_str(name)
         if value is None:
             raise ControlError(f"{name} is required")
@@ -59,7 +59,7 @@ class _Body:
             raise ControlError(f"{name} must be an integer")
         return value
 
-    def int(self, name: str) -> int:
+    def req_int(self, name: str) -> int:
         value = self.opt_int(name)
         if value is None:
             raise ControlError(f"{name} is required")
@@ -78,88 +78,88 @@ class _Body:
         return value
 
 
-def _plain(value: Any) -> Any:
-    """Dataclasses and updates as JSON."""
-    if hasattr(value, "to_api") and not dataclasses.is_dataclass(value) or type(value).__name__ == "Update":
-        return value.to_api()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+def _rows(items: list[Any]) -> list[JSONObject]:
+    return [dataclasses.asdict(item) for item in items]
 
 
 async def _register(fake: FakeTelegram, body: _Body) -> Any:
-    user = fake.register_bot(body.str("token"), username=body.opt_str("username"), first_name=body.opt_str("first_name"))
+    user = await fake.register_bot(
+        body.req_str("token"), username=body.opt_str("username"), first_name=body.opt_str("first_name")
+    )
     return user.to_api()
 
 
 async def _send_text(fake: FakeTelegram, body: _Body) -> Any:
-    return await fake.send_text(
-        body.str("token"),
-        body.int("user_id"),
-        body.str("text"),
+    update = await fake.send_text(
+        body.req_str("token"),
+        body.req_int("user_id"),
+        body.req_str("text"),
         language_code=body.opt_str("language_code") or "ru",
         first_name=body.opt_str("first_name"),
         username=body.opt_str("username"),
     )
+    return update.to_api()
 
 
 async def _send_photo(fake: FakeTelegram, body: _Body) -> Any:
-    return await fake.send_photo(
-        body.str("token"),
-        body.int("user_id"),
+    update = await fake.send_photo(
+        body.req_str("token"),
+        body.req_int("user_id"),
         caption=body.opt_str("caption"),
         language_code=body.opt_str("language_code") or "ru",
         first_name=body.opt_str("first_name"),
         username=body.opt_str("username"),
     )
+    return update.to_api()
 
 
 async def _press_button(fake: FakeTelegram, body: _Body) -> Any:
-    return await fake.press_button(
-        body.str("token"),
-        body.int("user_id"),
-        body.int("message_id"),
-        body.str("callback_data"),
+    update = await fake.press_button(
+        body.req_str("token"),
+        body.req_int("user_id"),
+        body.req_int("message_id"),
+        body.req_str("callback_data"),
         force=body.opt_bool("force") or False,
     )
+    return update.to_api()
 
 
 async def _pay_invoice(fake: FakeTelegram, body: _Body) -> Any:
     charge_id = await fake.pay_invoice(
-        body.str("token"),
-        body.int("user_id"),
-        body.int("invoice_message_id"),
+        body.req_str("token"),
+        body.req_int("user_id"),
+        body.req_int("invoice_message_id"),
         timeout=body.opt_float("timeout") or 10.0,
     )
     return {"telegram_payment_charge_id": charge_id}
 
 
 async def _redeliver(fake: FakeTelegram, body: _Body) -> Any:
-    return await fake.redeliver(body.str("token"), body.int("update_id"))
+    update = await fake.redeliver(body.req_str("token"), body.req_int("update_id"))
+    return update.to_api()
 
 
 async def _transcript(fake: FakeTelegram, body: _Body) -> Any:
-    return fake.transcript(body.str("token"), body.int("chat_id"))
+    return _rows(fake.transcript(body.req_str("token"), body.req_int("chat_id")))
 
 
 async def _wait_for_bot_message(fake: FakeTelegram, body: _Body) -> Any:
     needle = body.opt_str("text_contains")
-    return await fake.wait_for_bot_message(
-        body.str("token"),
-        body.int("chat_id"),
+    entry = await fake.wait_for_bot_message(
+        body.req_str("token"),
+        body.req_int("chat_id"),
         predicate=None if needle is None else lambda entry: needle in (entry.text or entry.caption or ""),
         after_message_id=body.opt_int("after_message_id"),
         timeout=body.opt_float("timeout") or 5.0,
     )
+    return dataclasses.asdict(entry)
 
 
 async def _faults(fake: FakeTelegram, body: _Body) -> Any:
-    token = body.str("token")
+    token = body.req_str("token")
     if body.opt_bool("clear"):
-        fake.clear_faults(token)
-    fake.inject_faults(
+        await fake.clear_faults(token)
+    await fake.inject_faults(
         token,
         revoke=body.opt_bool("revoke"),
         rate_limit_calls=body.opt_int("rate_limit_calls"),
@@ -173,15 +173,15 @@ async def _faults(fake: FakeTelegram, body: _Body) -> Any:
 
 
 async def _calls(fake: FakeTelegram, body: _Body) -> Any:
-    return fake.calls(body.str("token"), body.opt_str("method"))
+    return _rows(fake.calls(body.req_str("token"), body.opt_str("method")))
 
 
 async def _callbacks(fake: FakeTelegram, body: _Body) -> Any:
-    return fake.callbacks(body.str("token"))
+    return _rows(fake.callbacks(body.req_str("token")))
 
 
 async def _webhook_info(fake: FakeTelegram, body: _Body) -> Any:
-    return fake.webhook_info(body.str("token")).to_api()
+    return fake.webhook_info(body.req_str("token")).to_api()
 
 
 def _adapt(fake: FakeTelegram, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -194,7 +194,7 @@ def _adapt(fake: FakeTelegram, route: Route) -> Callable[[web.Request], Awaitabl
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
         except TimeoutError as exc:
             return web.json_response({"ok": False, "error": str(exc)}, status=408)
-        return web.json_response({"ok": True, "result": _plain(result)})
+        return web.json_response({"ok": True, "result": result})
 
     return handle
 

@@ -152,9 +152,7 @@ def _reply_target(chat: ChatState, p: Params) -> StoredMessage | None:
 
 def outgoing(state: TelegramState, bot: BotState, chat: ChatState) -> StoredMessage:
     """A fresh bot message; allocate it only after validation so failed sends do not burn message ids."""
-    return StoredMessage(
-        message_id=state.next_message_id(chat), chat_user=chat.user, sender=bot.user, date=now()
-    )
+    return StoredMessage(message_id=state.next_message_id(chat), chat_user=chat.user, sender=bot.user, date=now())
 
 
 # --- sending --------------------------------------------------------------------------------------------
@@ -181,10 +179,10 @@ async def resolve_media(state: TelegramState, bot: BotState, kind: MediaKind, re
         data = await state.fetch(ref) if state.config.fetch_media_urls else None
         file_name = urlsplit(ref).path.rpartition("/")[2] or None
         return Media(kind, state.store_file(bot, kind, data, source_url=ref, file_name=file_name), ref)
-    stored = bot.files.get(ref)
-    if stored is None or stored.kind != kind:
+    known = bot.files.get(ref)
+    if known is None or known.kind != kind:
         raise bad_request("wrong file identifier/HTTP URL specified")
-    return Media(kind, stored, ref)
+    return Media(kind, known, ref)
 
 
 def _media_sender(kind: MediaKind) -> Handler:

@@ -245,4 +245,3 @@ class BotApi:
     @staticmethod
     async def _get_webhook_info(state: TelegramState, bot: BotState, p: Params) -> JSONObject:
         return state.webhook_info(bot).to_api()
-

@@ -262,7 +262,7 @@ class TelegramState:
             stored.duration = 180
         if kind == "photo":
             # Telegram keeps several sizes of every photo; one thumbnail is enough to look real.
-            scale = max(width, height) / 90 or 1
+            scale = max(max(width, height) / 90, 1.0)
             stored.thumb = self._new_file(bot, kind, data, round(width / scale), round(height / scale))
         return stored
 

@@ -60,9 +60,10 @@ class _HtmlParser:
     stack: list[_Open] = field(default_factory=list)
     entities: list[JSONObject] = field(default_factory=list)
 
-    def fail(self, index: int, problem: str) -> Exception:
+    def fail(self, problem: str, index: int, detail: str = "") -> Exception:
+        """Telegram's wording, including the UTF-8 byte offset that makes its errors findable."""
         byte_offset = len(self.source[:index].encode())
-        return bad_request(f"can't parse entities: {problem} at byte offset {byte_offset}")
+        return bad_request(f"can't parse entities: {problem} at byte offset {byte_offset}{detail}")
 
     def emit(self, text: str) -> None:
         self.parts.append(text)
@@ -81,32 +82,32 @@ class _HtmlParser:
             index = self.char_ref(end) if source[end] == "&" else self.tag(end)
         if self.stack:
             raise bad_request(
-                f'can\'t parse entities: Can\'t find end tag corresponding to start tag "{self.stack[-1].tag}"'
+                f"can't parse entities: Can't find end tag corresponding to start tag \"{self.stack[-1].tag}\""
             )
         self.entities.sort(key=lambda entity: (entity["offset"], -entity["length"]))
         return "".join(self.parts), self.entities
 
     def char_ref(self, index: int) -> int:
+        """Numeric references and the four named ones decode; any other '&' stays literal text."""
         match = _CHAR_REF.match(self.source, index)
-        if match is None:
+        name = match.group(1) if match else ""
+        if match is None or (not name.startswith("#") and name.lower() not in _NAMED_ENTITIES):
             self.emit("&")
             return index + 1
-        name = match.group(1)
         if name.startswith("#"):
             code = int(name[2:], 16) if name[1] in "xX" else int(name[1:])
             self.emit(chr(code) if 0 < code <= 0x10FFFF else "\ufffd")
-        elif name.lower() in _NAMED_ENTITIES:
-            self.emit(_NAMED_ENTITIES[name.lower()])
         else:
-            raise self.fail(index, f'Unsupported HTML entity "&{name};"')
+            self.emit(_NAMED_ENTITIES[name.lower()])
         return match.end()
 
     def tag(self, index: int) -> int:
         close = self.source.find(">", index)
+        closing = self.source.startswith("</", index)
         if close == -1:
-            raise self.fail(index, "Can't find end of the tag starting")
+            raise self.fail("Unclosed end tag" if closing else "Unclosed start tag", index)
         inner = self.source[index + 1 : close]
-        if inner.startswith("/"):
+        if closing:
             self.end_tag(index, inner[1:].strip().lower())
         else:
             self.start_tag(index, inner)
@@ -114,15 +115,16 @@ class _HtmlParser:
 
     def start_tag(self, index: int, inner: str) -> None:
         match = _TAG_NAME.match(inner)
-        name = match.group(1).lower() if match else ""
-        if match is None or name not in _SIMPLE_TAGS:
-            raise self.fail(index, f'Unsupported start tag "{name}"')
+        if match is None or match.group(1).lower() not in _SIMPLE_TAGS:
+            shown = inner.split(maxsplit=1)[0].lower() if inner.strip() else ""
+            raise self.fail(f'Unsupported start tag "{shown}"', index)
+        name = match.group(1).lower()
         attributes = {
             attr.group(1).lower(): attr.group(2) or attr.group(3) or attr.group(4) or ""
             for attr in _ATTRIBUTE.finditer(match.group(2))
         }
         if name == "span" and attributes.get("class") != "tg-spoiler":
-            raise self.fail(index, 'Tag "span" must have class "tg-spoiler"')
+            raise self.fail('Tag "span" must have class "tg-spoiler"', index)
         entity_type = _SIMPLE_TAGS[name]
         if name == "blockquote" and "expandable" in attributes:
             entity_type = "expandable_blockquote"
@@ -130,10 +132,10 @@ class _HtmlParser:
 
     def end_tag(self, index: int, name: str) -> None:
         if not self.stack:
-            raise self.fail(index, f'Unexpected end tag "{name}"')
+            raise self.fail("Unexpected end tag", index)
         opened = self.stack.pop()
         if opened.tag != name:
-            raise self.fail(index, f'Unmatched end tag, expected "</{opened.tag}>", found "</{name}>"')
+            raise self.fail("Unmatched end tag", index, f', expected "</{opened.tag}>", found "</{name}>"')
         language = opened.attributes.get("class", "").removeprefix("language-")
         if name == "code" and language and self.stack and self.stack[-1].tag == "pre":
             # <pre><code class="language-x"> is how Telegram spells a pre block with a language.

@@ -113,13 +113,12 @@ class WebhookDeliverer:
 
 async def _read_reply(response: aiohttp.ClientResponse) -> Params | None:
     """A bot may answer an update with a Bot API call in the response body (aiogram does, as multipart)."""
-    if response.content_type == "multipart/form-data":
-        return await Params.from_multipart(aiohttp.MultipartReader(response.headers, response.content))
-    if response.content_type == "application/json":
-        try:
+    try:
+        if response.content_type == "multipart/form-data":
+            return await Params.from_multipart(aiohttp.MultipartReader(response.headers, response.content))
+        if response.content_type == "application/json":
             body = await response.json()
-        except ValueError:
-            return None
-        if isinstance(body, dict) and "method" in body:
-            return Params(body)
+            return Params(body) if isinstance(body, dict) and "method" in body else None
+    except ValueError:
+        pass  # an unreadable body is just "no call": the update itself was accepted
     return None

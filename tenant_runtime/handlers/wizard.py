@@ -1,0 +1,306 @@
+"""The parameter wizard: one field per step, enums as buttons, files as messages, then a confirm screen.
+
+Asked are the required fields and the optional choices (enum/bool, one tap each, with "skip / use
+default"); optional free-form fields keep their defaults. State lives in the Postgres FSM:
+{"model", "params", "step", "draft"}.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+
+from shared.registry import FieldSpec, ModelSpec
+from tenant_runtime import keyboards, screens
+from tenant_runtime.callbacks import ValueCb, WizardCb
+from tenant_runtime.context import Ctx
+from tenant_runtime.media import media_url
+from tenant_runtime.texts import Raw
+
+router = Router(name="wizard")
+
+FILE_TYPES = ("image_url", "image_urls", "audio_url", "video_url")
+
+
+class Wizard(StatesGroup):
+    input = State()
+    confirm = State()
+
+
+def steps(spec: ModelSpec) -> list[FieldSpec]:
+    return [f for f in spec.inputs if f.required or f.type in ("enum", "bool")]
+
+
+def _label(ctx: Ctx, field: FieldSpec) -> str:
+    return field.label.ru if ctx.lang == "ru" else field.label.en
+
+
+def _prompt(ctx: Ctx, field: FieldSpec, received: int) -> str:
+    if field.type == "string":
+        return ctx.t("wizard.ask_text", max=field.max_length or 4000)
+    if field.type in ("int", "float"):
+        return ctx.t("wizard.ask_number", min=_num(field.min), max=_num(field.max))
+    if field.type in ("enum", "bool"):
+        return ctx.t("wizard.ask_choice")
+    if field.type == "image_url":
+        return ctx.t("wizard.ask_image")
+    if field.type == "image_urls":
+        return ctx.t("wizard.ask_images", max=field.max_items or 1, count=received)
+    return ctx.t("wizard.ask_audio" if field.type == "audio_url" else "wizard.ask_video")
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+async def begin(
+    message: Message, ctx: Ctx, state: FSMContext, spec: ModelSpec, *, params: dict[str, Any], edit: bool
+) -> None:
+    await state.set_state(Wizard.input)
+    await state.set_data({"model": spec.id, "params": params, "step": 0, "draft": secrets.token_urlsafe(9)})
+    await _show_step(message, ctx, state, spec, 0, params, edit=edit)
+
+
+async def _show_step(
+    message: Message, ctx: Ctx, state: FSMContext, spec: ModelSpec, step: int, params: dict[str, Any], *, edit: bool
+) -> None:
+    fields = steps(spec)
+    if step >= len(fields):
+        await _show_confirm(message, ctx, state, spec, params, edit=edit)
+        return
+    field = fields[step]
+    received = len(params.get(field.name) or []) if field.type == "image_urls" else 0
+    lines = [
+        ctx.t("wizard.step", step=step + 1, steps=len(fields), label=_label(ctx, field)),
+        _prompt(ctx, field, received),
+    ]
+    if not field.required:
+        lines.append(ctx.t("wizard.optional"))
+    await state.set_state(Wizard.input)
+    await state.update_data(step=step)
+    await screens.show(
+        message, (Raw("\n".join(lines)), keyboards.field_step(ctx, field, step, files_received=received)), edit=edit
+    )
+
+
+async def _show_confirm(
+    message: Message, ctx: Ctx, state: FSMContext, spec: ModelSpec, params: dict[str, Any], *, edit: bool
+) -> None:
+    await state.set_state(Wizard.confirm)
+    data = await state.get_data()
+    price = ctx.price(spec, params)
+    if price is None:
+        await state.clear()
+        await screens.show(message, (ctx.t("card.unavailable"), keyboards.to_menu(ctx)), edit=edit)
+        return
+    balance = await ctx.services.ledger.balance(ctx.tenant.id, ctx.user.user_id)
+    lines = []
+    for field in spec.inputs:
+        if field.name in params:
+            value = params[field.name]
+            shown = "📎" * len(value) if isinstance(value, list) else "📎" if field.type in FILE_TYPES else value
+            if isinstance(shown, bool):
+                shown = ctx.t("btn.yes") if shown else ctx.t("btn.no")
+            lines.append(f"• {_label(ctx, field)}: {shown}")
+    enough = balance.available >= price
+    body = ctx.t(
+        "confirm",
+        title=screens.title(ctx, spec),
+        params="\n".join(lines),
+        price=ctx.money(price),
+        after=ctx.money(balance.available - price if enough else balance.available),
+    )
+    if not enough:
+        body += "\n\n" + ctx.t(
+            "confirm.short",
+            missing=ctx.money(price - balance.available),
+            price=ctx.money(price),
+            balance=ctx.money(balance.available),
+        )
+    await screens.show(message, (Raw(body), keyboards.confirm(ctx, data["draft"], enough=enough)), edit=edit)
+
+
+async def _advance(message: Message, ctx: Ctx, state: FSMContext, *, edit: bool) -> None:
+    data = await state.get_data()
+    spec = ctx.services.registry.get(data["model"])
+    assert spec is not None
+    await _show_step(message, ctx, state, spec, data["step"] + 1, data["params"], edit=edit)
+
+
+async def _current(ctx: Ctx, state: FSMContext) -> tuple[ModelSpec, FieldSpec, dict[str, Any]] | None:
+    data = await state.get_data()
+    spec = ctx.services.registry.get(data.get("model", ""))
+    if spec is None:
+        return None
+    fields = steps(spec)
+    step = data.get("step", 0)
+    if not 0 <= step < len(fields):
+        return None
+    return spec, fields[step], data
+
+
+async def _set(state: FSMContext, data: dict[str, Any], name: str, value: object) -> None:
+    params = dict(data["params"])
+    if value is None:
+        params.pop(name, None)
+    else:
+        params[name] = value
+    await state.update_data(params=params)
+
+
+@router.message(Wizard.input, F.text & ~F.text.startswith("/"))
+async def text_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
+    current = await _current(ctx, state)
+    if current is None:
+        await state.clear()
+        await screens.show(message, await screens.main_menu(ctx), edit=False)
+        return
+    _spec, field, data = current
+    value = (message.text or "").strip()
+    if field.type == "string":
+        limit = field.max_length or 4000
+        if len(value) > limit:
+            await message.answer(ctx.t("wizard.too_long", length=len(value), max=limit))
+            return
+        if field.min_length and len(value) < field.min_length:
+            await message.answer(ctx.t("wizard.too_short", min=field.min_length))
+            return
+        await _set(state, data, field.name, value)
+    elif field.type in ("int", "float"):
+        try:
+            number: int | float = int(value) if field.type == "int" else float(value.replace(",", "."))
+        except ValueError:
+            await message.answer(ctx.t("wizard.not_number", min=_num(field.min), max=_num(field.max)))
+            return
+        if (field.min is not None and number < field.min) or (field.max is not None and number > field.max):
+            await message.answer(ctx.t("wizard.out_of_range", min=_num(field.min), max=_num(field.max)))
+            return
+        await _set(state, data, field.name, number)
+    elif field.type in ("enum", "bool"):
+        await message.answer(ctx.t("wizard.use_buttons"), reply_markup=keyboards.field_step(ctx, field, data["step"]))
+        return
+    else:
+        key = {"audio_url": "wizard.need_audio", "video_url": "wizard.need_video"}.get(field.type, "wizard.need_photo")
+        await message.answer(ctx.t(key))
+        return
+    await _advance(message, ctx, state, edit=False)
+
+
+def _file_id(message: Message, field: FieldSpec) -> str | None:
+    if field.type in ("image_url", "image_urls"):
+        if message.photo:
+            return message.photo[-1].file_id
+        if message.document and (message.document.mime_type or "").startswith("image/"):
+            return message.document.file_id
+    elif field.type == "audio_url":
+        for item in (message.audio, message.voice):
+            if item is not None:
+                return item.file_id
+        if message.document and (message.document.mime_type or "").startswith("audio/"):
+            return message.document.file_id
+    elif field.type == "video_url":
+        if message.video:
+            return message.video.file_id
+        if message.document and (message.document.mime_type or "").startswith("video/"):
+            return message.document.file_id
+    return None
+
+
+@router.message(Wizard.input, F.photo | F.document | F.audio | F.voice | F.video)
+async def file_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
+    current = await _current(ctx, state)
+    if current is None:
+        await state.clear()
+        await screens.show(message, await screens.main_menu(ctx), edit=False)
+        return
+    spec, field, data = current
+    if field.type not in FILE_TYPES:
+        await message.answer(ctx.t("wizard.use_buttons") if field.type in ("enum", "bool") else _prompt(ctx, field, 0))
+        return
+    file_id = _file_id(message, field)
+    if file_id is None:
+        key = {"audio_url": "wizard.need_audio", "video_url": "wizard.need_video"}.get(field.type, "wizard.need_photo")
+        await message.answer(ctx.t(key))
+        return
+    tenant = ctx.tenant
+    url = media_url(ctx.services.settings.public_base_url, tenant.slug, tenant.callback_secret, tenant.id, file_id)
+    if url is None:
+        await message.answer(ctx.t("wizard.no_media_host"))
+        return
+    if field.type == "image_urls":
+        urls = [*list(data["params"].get(field.name) or []), url]
+        await _set(state, data, field.name, urls)
+        if len(urls) < (field.max_items or 1):
+            await _show_step(message, ctx, state, spec, data["step"], {**data["params"], field.name: urls}, edit=False)
+            return
+    else:
+        await _set(state, data, field.name, url)
+    await _advance(message, ctx, state, edit=False)
+
+
+@router.message(Wizard.input)
+async def other_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
+    current = await _current(ctx, state)
+    if current is None:
+        await state.clear()
+        await screens.show(message, await screens.main_menu(ctx), edit=False)
+        return
+    await message.answer(_prompt(ctx, current[1], 0))
+
+
+@router.callback_query(Wizard.input, ValueCb.filter())
+async def choose(query: CallbackQuery, callback_data: ValueCb, ctx: Ctx, state: FSMContext) -> None:
+    current = await _current(ctx, state)
+    if current is None or current[2]["step"] != callback_data.step or not isinstance(query.message, Message):
+        await query.answer(ctx.t("stale"))
+        return
+    _spec, field, data = current
+    if callback_data.index == -1:
+        if field.required:
+            await query.answer(ctx.t("wizard.use_buttons"))
+            return
+        await _set(state, data, field.name, None)
+    else:
+        choices = field.choices()
+        if not 0 <= callback_data.index < len(choices):
+            await query.answer(ctx.t("stale"))
+            return
+        await _set(state, data, field.name, choices[callback_data.index])
+    await query.answer()
+    await _advance(query.message, ctx, state, edit=True)
+
+
+@router.callback_query(Wizard.input, WizardCb.filter(F.action == "more"))
+async def files_done(query: CallbackQuery, ctx: Ctx, state: FSMContext) -> None:
+    await query.answer()
+    if isinstance(query.message, Message):
+        await _advance(query.message, ctx, state, edit=True)
+
+
+@router.callback_query(WizardCb.filter(F.action.in_({"back", "edit", "cancel"})))
+async def navigate(query: CallbackQuery, callback_data: WizardCb, ctx: Ctx, state: FSMContext) -> None:
+    await query.answer()
+    if not isinstance(query.message, Message):
+        return
+    data = await state.get_data()
+    spec = ctx.services.registry.get(data.get("model", ""))
+    if callback_data.action == "cancel" or spec is None:
+        await state.clear()
+        if callback_data.action == "cancel":
+            await query.message.edit_text(ctx.t("wizard.cancelled"))
+        await screens.show(query.message, await screens.main_menu(ctx), edit=False)
+        return
+    if callback_data.action == "edit":
+        await _show_step(query.message, ctx, state, spec, 0, data["params"], edit=True)
+        return
+    step = data.get("step", 0) if await state.get_state() == Wizard.input.state else len(steps(spec))
+    if step <= 0:
+        await state.clear()
+        await screens.show(query.message, screens.model_card(ctx, spec), edit=True)
+        return
+    await _show_step(query.message, ctx, state, spec, step - 1, data["params"], edit=True)

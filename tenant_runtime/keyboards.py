@@ -1,0 +1,183 @@
+"""Inline keyboards, built with aiogram's builder from the text catalog and callback factories."""
+
+from __future__ import annotations
+
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from shared.registry import FieldSpec, ModelSpec
+from tenant_runtime.callbacks import (
+    AdminCb,
+    CategoryCb,
+    GenerateCb,
+    HistoryCb,
+    JobCb,
+    MenuCb,
+    ModelCb,
+    TopupCb,
+    ValueCb,
+    WizardCb,
+)
+from tenant_runtime.context import Ctx
+
+PAGE_SIZE = 8
+
+
+def main_menu(ctx: Ctx) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for category, _count in ctx.services.registry.categories():
+        visible = len(ctx.models(category))
+        if visible:
+            kb.button(text=f"{ctx.t('cat.' + category)} ({visible})", callback_data=CategoryCb(category=category))
+    kb.button(text=ctx.t("btn.balance"), callback_data=MenuCb(action="balance"))
+    kb.button(text=ctx.t("btn.topup"), callback_data=MenuCb(action="topup"))
+    kb.button(text=ctx.t("btn.history"), callback_data=MenuCb(action="history"))
+    kb.button(text=ctx.t("btn.help"), callback_data=MenuCb(action="help"))
+    kb.button(text=ctx.t("btn.language"), callback_data=MenuCb(action="lang"))
+    kb.adjust(2)
+    return kb.as_markup()
+
+
+def to_menu(ctx: Ctx) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=ctx.t("btn.menu"), callback_data=MenuCb(action="main"))
+    return kb.as_markup()
+
+
+def catalog_page(ctx: Ctx, category: str, models: list[ModelSpec], page: int) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for spec in models[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]:
+        label = ctx.t(
+            "catalog.model_button",
+            title=spec.title.ru if ctx.lang == "ru" else spec.title.en,
+            price=ctx.price_label(spec),
+        )
+        kb.button(text=label, callback_data=ModelCb(model=spec.id))
+    kb.adjust(1)
+    pages = max(1, -(-len(models) // PAGE_SIZE))
+    nav = InlineKeyboardBuilder()
+    if page > 0:
+        nav.button(text=ctx.t("btn.prev"), callback_data=CategoryCb(category=category, page=page - 1))
+    if page + 1 < pages:
+        nav.button(text=ctx.t("btn.next"), callback_data=CategoryCb(category=category, page=page + 1))
+    nav.button(text=ctx.t("btn.menu"), callback_data=MenuCb(action="main"))
+    kb.attach(nav)
+    return kb.as_markup()
+
+
+def model_card(ctx: Ctx, spec: ModelSpec) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=ctx.t("btn.choose"), callback_data=ModelCb(model=spec.id, choose=True))
+    kb.button(text=ctx.t("btn.back"), callback_data=CategoryCb(category=spec.category))
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+def field_step(ctx: Ctx, field: FieldSpec, step: int, *, files_received: int = 0) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    if field.type == "enum":
+        for index, value in enumerate(field.values or ()):
+            kb.button(text=str(value), callback_data=ValueCb(step=step, index=index))
+        kb.adjust(3 if len(field.values or ()) > 4 else 2)
+    elif field.type == "bool":
+        kb.button(text=ctx.t("btn.yes"), callback_data=ValueCb(step=step, index=1))
+        kb.button(text=ctx.t("btn.no"), callback_data=ValueCb(step=step, index=0))
+        kb.adjust(2)
+    extra = InlineKeyboardBuilder()
+    if field.type == "image_urls" and files_received:
+        extra.button(text=ctx.t("btn.done_images"), callback_data=WizardCb(action="more"))
+    if not field.required:
+        extra.button(text=ctx.t("btn.skip"), callback_data=ValueCb(step=step, index=-1))
+    extra.adjust(1)
+    nav = InlineKeyboardBuilder()
+    nav.button(text=ctx.t("btn.back"), callback_data=WizardCb(action="back"))
+    nav.button(text=ctx.t("btn.cancel"), callback_data=WizardCb(action="cancel"))
+    kb.attach(extra)
+    kb.attach(nav)
+    return kb.as_markup()
+
+
+def confirm(ctx: Ctx, draft: str, *, enough: bool) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    if enough:
+        kb.button(text=ctx.t("btn.generate"), callback_data=GenerateCb(draft=draft))
+    else:
+        kb.button(text=ctx.t("btn.topup"), callback_data=MenuCb(action="topup"))
+    kb.button(text=ctx.t("btn.edit"), callback_data=WizardCb(action="edit"))
+    kb.button(text=ctx.t("btn.cancel"), callback_data=WizardCb(action="cancel"))
+    kb.adjust(1, 2)
+    return kb.as_markup()
+
+
+def result(job_id: int, t: TextFn) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=t("btn.repeat"), callback_data=JobCb(action="repeat", job=job_id))
+    kb.button(text=t("btn.change"), callback_data=JobCb(action="change", job=job_id))
+    kb.button(text=t("btn.menu"), callback_data=MenuCb(action="main"))
+    kb.adjust(2, 1)
+    return kb.as_markup()
+
+
+def failure(job_id: int, t: TextFn) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=t("btn.retry"), callback_data=JobCb(action="retry", job=job_id))
+    kb.button(text=t("btn.menu"), callback_data=MenuCb(action="main"))
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+def history(ctx: Ctx, page: int, has_more: bool) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    if page > 0:
+        kb.button(text=ctx.t("btn.prev"), callback_data=HistoryCb(page=page - 1))
+    if has_more:
+        kb.button(text=ctx.t("btn.next"), callback_data=HistoryCb(page=page + 1))
+    kb.button(text=ctx.t("btn.menu"), callback_data=MenuCb(action="main"))
+    return kb.as_markup()
+
+
+def topup(ctx: Ctx, packages: list[tuple[int, int]]) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for stars, amount in packages:
+        kb.button(
+            text=ctx.t("topup.package", stars=stars, amount=ctx.money(amount)), callback_data=TopupCb(stars=stars)
+        )
+    kb.button(text=ctx.t("btn.menu"), callback_data=MenuCb(action="main"))
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+def admin_home(ctx: Ctx) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for action in ("user", "credit", "debit", "models", "markup", "refund"):
+        kb.button(text=ctx.t(f"admin.btn.{action}"), callback_data=AdminCb(action=action))
+    kb.adjust(2)
+    return kb.as_markup()
+
+
+def admin_models(ctx: Ctx, models: list[ModelSpec], page: int) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for spec in models[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]:
+        mark = "🚫" if spec.id in ctx.tenant.disabled_models else "✅"
+        kb.button(text=f"{mark} {spec.id}", callback_data=AdminCb(action="toggle", model=spec.id, page=page))
+    kb.adjust(1)
+    nav = InlineKeyboardBuilder()
+    if page > 0:
+        nav.button(text=ctx.t("btn.prev"), callback_data=AdminCb(action="models", page=page - 1))
+    if (page + 1) * PAGE_SIZE < len(models):
+        nav.button(text=ctx.t("btn.next"), callback_data=AdminCb(action="models", page=page + 1))
+    nav.button(text=ctx.t("btn.back"), callback_data=AdminCb(action="home"))
+    kb.attach(nav)
+    return kb.as_markup()
+
+
+class TextFn:
+    """A text lookup bound to a language (for code that has a job, not a handler context)."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+
+    def __call__(self, key: str, **values: object) -> str:
+        from tenant_runtime.texts import text
+
+        return text("en" if self.lang == "en" else "ru", key, **values)
