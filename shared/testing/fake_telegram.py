@@ -223,7 +223,9 @@ class FakeTelegram:
         faults = self._state.control_bot(token).faults
         if revoke is not None:
             faults.revoked = revoke
-        if rate_limit_calls is not None or rate_limit_method is not None:
+        if rate_limit_calls is not None and rate_limit_calls < 0:
+            raise ControlError("rate_limit_calls must be >= 0")
+        if rate_limit_calls or (rate_limit_method is not None and rate_limit_calls is None):
             method = rate_limit_method.lower() if rate_limit_method else None
             faults.rate_limits.append(RateLimitFault(retry_after, method, rate_limit_calls))
         if server_error_calls is not None:

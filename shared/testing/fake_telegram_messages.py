@@ -178,7 +178,7 @@ async def resolve_media(state: TelegramState, bot: BotState, kind: MediaKind, re
     if urlsplit(ref).scheme in {"http", "https"}:
         data = await state.fetch(ref) if state.config.fetch_media_urls else None
         file_name = urlsplit(ref).path.rpartition("/")[2] or None
-        return Media(kind, state.store_file(bot, kind, data, source_url=ref, file_name=file_name), ref)
+        return Media(kind, state.store_file(bot, kind, data, file_name=file_name), ref)
     known = bot.files.get(ref)
     if known is None or known.kind != kind:
         raise bad_request("wrong file identifier/HTTP URL specified")

@@ -99,7 +99,6 @@ class StoredFile:
     kind: MediaKind
     file_path: str
     data: bytes | None
-    source_url: str | None = None
     file_name: str | None = None
     mime_type: str | None = None
     width: int = 0
@@ -368,7 +367,6 @@ class PreCheckoutAnswer:
 @dataclass
 class PreCheckoutRecord:
     query_id: str
-    user_id: int
     answer: asyncio.Future[PreCheckoutAnswer]
 
 

@@ -118,7 +118,7 @@ async def pay(state: TelegramState, bot: BotState, user_id: int, invoice_message
         raise ControlError(f"no invoice message {invoice_message_id} in chat {user_id}")
     invoice = invoice_message.invoice
     query_id = secrets.token_hex(8)
-    record = PreCheckoutRecord(query_id, user_id, asyncio.get_running_loop().create_future())
+    record = PreCheckoutRecord(query_id, asyncio.get_running_loop().create_future())
     bot.pre_checkouts[query_id] = record
     query = {
         "id": query_id,

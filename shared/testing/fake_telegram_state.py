@@ -247,13 +247,11 @@ class TelegramState:
         kind: MediaKind,
         data: bytes | None,
         *,
-        source_url: str | None = None,
         file_name: str | None = None,
         mime_type: str | None = None,
     ) -> StoredFile:
         width, height = (image_size(data) if data else None) or (1280, 720)
         stored = self._new_file(bot, kind, data, width, height)
-        stored.source_url = source_url
         stored.file_name = file_name
         stored.mime_type = mime_type
         if kind == "video":
