@@ -104,3 +104,35 @@ def fresh_database(pg_server_dsn: str) -> Iterator[str]:
     asyncio.run(run(f'CREATE DATABASE "{name}"'))
     yield _with_database(pg_server_dsn, name)
     asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _create_migrated(server_dsn: str, name: str) -> str:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    dsn = _with_database(server_dsn, name)
+    mconn = await connect_dedicated(dsn, application_name="tests-migrate")
+    try:
+        await migrations.apply_all(mconn)
+    finally:
+        await mconn.close()
+    return dsn
+
+
+async def _drop(server_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def module_database(pg_server_dsn: str) -> AsyncIterator[str]:
+    """A migrated database of its own for a module whose supervisors load every tenant they find."""
+    name = f"tgsup_mod_{secrets.token_hex(4)}"
+    dsn = await _create_migrated(pg_server_dsn, name)
+    yield dsn
+    await _drop(pg_server_dsn, name)

@@ -34,8 +34,15 @@ def cli_env(database_url: str, master_keys: str, **extra: str) -> dict[str, str]
 
 async def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> CliResult:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "supervisor", *args, env=env, cwd=ROOT,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "supervisor",
+        *args,
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
     assert proc.returncode is not None
@@ -43,7 +50,10 @@ async def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> 
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.05,
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
     what: str = "condition",
 ) -> None:
     """Poll `check` until true; fail with `what` after the deadline."""

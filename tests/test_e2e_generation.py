@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-async def stack(database_url: str) -> AsyncIterator[Stack]:
-    s = Stack(database_url, Path(tempfile.mkdtemp(prefix="tgsup-e2e-")))
+async def stack(module_database: str) -> AsyncIterator[Stack]:
+    s = Stack(module_database, Path(tempfile.mkdtemp(prefix="tgsup-e2e-")))
     await s.start()
     yield s
     await s.stop()

@@ -195,6 +195,30 @@ class Stack:
         self.tenants.append(tenant)
         return tenant
 
+    async def add_tenants_direct(self, prefix: str, count: int, *, credits: float = 10_000) -> list[DemoTenant]:
+        """Many tenants at once through the registry code the CLI uses (without a process per tenant)."""
+        from shared.crypto import KeyRing
+        from shared.db import create_pool
+        from supervisor.tenants import NewTenant, TenantStore
+
+        pool = await create_pool(self.database_url, 4, application_name="stack-setup")
+        try:
+            store = TenantStore(pool, KeyRing([self.master_key]))
+            added = []
+            for index in range(count):
+                self._next_bot += 1
+                token = bot_token(self._next_bot)
+                kie_key = "kie_" + secrets.token_hex(16)
+                slug = f"{prefix}-{index:04d}"
+                await self.telegram.register_bot(token, username=f"{slug.replace('-', '_')}_bot")
+                self.kie.register_key(kie_key, credits)
+                await store.add(NewTenant(slug, slug.title(), token, self._next_bot, kie_key, []))
+                added.append(DemoTenant(slug, token, kie_key, ()))
+        finally:
+            await pool.close()
+        self.tenants.extend(added)
+        return added
+
     async def start_supervisor(
         self, name: str = "sup-1", *, mode: str = "webhook", port: int | None = None, **extra: str
     ) -> SupervisorProcess:
