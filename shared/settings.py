@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     # Telegram Stars top-ups: packages (in Stars) and what one Star credits, in minor units.
     stars_packages: str = "50,100,500"
     stars_rate_minor: int = Field(default=150, ge=1)
+    kie_read_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
     job_timeout_seconds: int = Field(default=300, ge=10, le=3600)
     hold_ttl_seconds: int = Field(default=3600, ge=60)
     telegram_connection_limit: int = Field(default=200, ge=10, le=2000)

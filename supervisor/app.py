@@ -45,7 +45,7 @@ from tenant_runtime.dispatcher import build_dispatcher
 from tenant_runtime.fsm_storage import PgStorage
 from tenant_runtime.inbox import Inbox
 from tenant_runtime.jobs import JobService
-from tenant_runtime.kie_client import KieClient
+from tenant_runtime.kie_client import KieClient, KieClientConfig
 from tenant_runtime.ledger import Ledger
 from tenant_runtime.media import read_media_token
 from tenant_runtime.runtime import Outcome, TenantRuntime
@@ -148,7 +148,11 @@ class Supervisor:
         except RegistryError as exc:
             raise BootError(str(exc)) from None
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(60, connect=10))
-        kie = self._kie = KieClient(self.settings.kie_base_url, on_request=_observe_kie)
+        kie = self._kie = KieClient(
+            self.settings.kie_base_url,
+            KieClientConfig(read_timeout_s=self.settings.kie_read_timeout_seconds),
+            on_request=_observe_kie,
+        )
         ledger = Ledger(pool)
         jobs = JobService(pool, ledger, kie, registry, self.settings, TelegramNotifier(pool, self._http))
         services = Services(
