@@ -38,6 +38,7 @@ from supervisor.http import ServerState, error_response, json_response
 from supervisor.lifecycle import Lifecycle, State
 from supervisor.listener import TenantListener
 from supervisor.locks import Locker
+from supervisor.ops import OpsEndpoints
 from supervisor.tenants import TenantError, TenantStore
 from tenant_runtime.config import TenantConfig
 from tenant_runtime.delivery import TelegramNotifier
@@ -75,6 +76,7 @@ class Supervisor:
         self._store: TenantStore | None = None
         self._services: Services | None = None
         self._kie: KieClient | None = None
+        self._ops: OpsEndpoints | None = None
         self._http: httpx.AsyncClient | None = None
 
     async def serve(self, host: str, port: int) -> int:
@@ -176,6 +178,7 @@ class Supervisor:
             trust_window=self.settings.lock_trust_window_seconds,
         )
         self._services = services
+        self._ops = OpsEndpoints(self.settings, self.instance, lifecycle, pool, lambda: len(locker.held))
         await self._register_instance(pool)
 
         async def resync() -> None:
@@ -304,14 +307,18 @@ class Supervisor:
         content_type = mimetypes.guess_type(found.file_path)[0] or "application/octet-stream"
         return web.Response(body=data.read(), content_type=content_type)
 
+    # The backend is plugged into the server only after boot, so _ops exists whenever these run.
     async def metrics(self, request: web.Request) -> web.StreamResponse:
-        return error_response(404, "not enabled")
+        assert self._ops is not None
+        return await self._ops.metrics(request)
 
     async def status(self, request: web.Request) -> web.StreamResponse:
-        return error_response(404, "not enabled")
+        assert self._ops is not None
+        return await self._ops.status(request)
 
     async def status_json(self, request: web.Request) -> web.StreamResponse:
-        return error_response(404, "not enabled")
+        assert self._ops is not None
+        return await self._ops.status_json(request)
 
     async def _register_instance(self, pool: asyncpg.Pool) -> None:
         await pool.execute(

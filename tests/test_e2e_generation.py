@@ -37,7 +37,7 @@ async def test_free_image_generation_end_to_end(stack: Stack, supervisor: Superv
     assert any("Изображения" in text for text, _ in buttons(menu))
     page = await user.tap(menu, "Изображения", expect="выберите модель")
     card = await user.tap(page, "Z-Image", expect="Z-Image")
-    step = await user.tap(card, "Выбрать", expect="Шаг 1/2")
+    await user.tap(card, "Выбрать", expect="Шаг 1/2")
     step2 = await user.say("a red fox in the snow", expect="Шаг 2/2")
     confirm = await user.tap(step2, "16:9", expect="Цена")
     assert "бесплатно" in (confirm.text or "") or "0 ₽" in (confirm.text or "")

@@ -70,8 +70,15 @@ async def _tenant_id(db: asyncpg.Pool, tenant: DemoTenant) -> int:
 async def _funded_user(stack: Stack, db: asyncpg.Pool, tenant: DemoTenant) -> ScriptedUser:
     user = ScriptedUser(stack.telegram, tenant.token, next(_next_user))
     await user.say("/start", expect="Выберите, что создать")
-    await Ledger(db).credit(await _tenant_id(db, tenant), user.user_id, START_BALANCE, kind="admin_credit",
-                            unique_key=f"test:{user.user_id}", actor="admin:1", reason="test funds")
+    await Ledger(db).credit(
+        await _tenant_id(db, tenant),
+        user.user_id,
+        START_BALANCE,
+        kind="admin_credit",
+        unique_key=f"test:{user.user_id}",
+        actor="admin:1",
+        reason="test funds",
+    )
     return user
 
 
@@ -87,7 +94,10 @@ async def _order(user: ScriptedUser, prompt: str) -> TranscriptEntry:
 
 async def _outcome(user: ScriptedUser, after: int, timeout: float = 30) -> TranscriptEntry:
     return await user.telegram.wait_for_bot_message(
-        user.token, user.user_id, after_message_id=after, timeout=timeout,
+        user.token,
+        user.user_id,
+        after_message_id=after,
+        timeout=timeout,
         predicate=lambda e: e.media_kind == "photo" or "❌" in (e.text or ""),
     )
 
@@ -98,24 +108,30 @@ async def _check_money(db: asyncpg.Pool, tenant: DemoTenant, user: ScriptedUser,
     balance = await ledger.balance(tenant_id, user.user_id)
     assert balance.held == 0
     assert balance.available == START_BALANCE - (PRICE if charged else 0)
-    jobs = await db.fetch("SELECT id, hold_id, status FROM jobs WHERE tenant_id = $1 AND user_id = $2",
-                          tenant_id, user.user_id)
+    jobs = await db.fetch(
+        "SELECT id, hold_id, status FROM jobs WHERE tenant_id = $1 AND user_id = $2", tenant_id, user.user_id
+    )
     assert len(jobs) == 1, jobs
     resolutions = await db.fetch(
         "SELECT kind FROM ledger_entries WHERE tenant_id = $1 AND hold_id = $2 AND kind <> 'hold'",
-        tenant_id, jobs[0]["hold_id"],
+        tenant_id,
+        jobs[0]["hold_id"],
     )
     assert [r["kind"] for r in resolutions] == (["commit"] if charged else ["release"])
     assert await ledger.reconcile(tenant_id) == []
 
 
 def _outcomes(stack: Stack, user: ScriptedUser) -> list[TranscriptEntry]:
-    return [e for e in stack.telegram.transcript(user.token, user.user_id)
-            if e.from_bot and (e.media_kind == "photo" or "❌" in (e.text or ""))]
+    return [
+        e
+        for e in stack.telegram.transcript(user.token, user.user_id)
+        if e.from_bot and (e.media_kind == "photo" or "❌" in (e.text or ""))
+    ]
 
 
-async def _assert_success(stack: Stack, db: asyncpg.Pool, tenant: DemoTenant, user: ScriptedUser,
-                          confirm: TranscriptEntry) -> None:
+async def _assert_success(
+    stack: Stack, db: asyncpg.Pool, tenant: DemoTenant, user: ScriptedUser, confirm: TranscriptEntry
+) -> None:
     result = await _outcome(user, confirm.message_id)
     assert result.media_kind == "photo" and "Imagen 4 Fast" in (result.caption or "")
     assert [t for t, _ in _buttons(result)] == ["🔁 Повторить", "✏️ Изменить параметры", "🏠 Главное меню"]
@@ -129,8 +145,15 @@ def _buttons(entry: TranscriptEntry) -> list[tuple[str, str]]:
     return buttons(entry)
 
 
-async def _assert_failure(stack: Stack, db: asyncpg.Pool, tenant: DemoTenant, user: ScriptedUser,
-                          confirm: TranscriptEntry, reason: str, timeout: float = 30) -> None:
+async def _assert_failure(
+    stack: Stack,
+    db: asyncpg.Pool,
+    tenant: DemoTenant,
+    user: ScriptedUser,
+    confirm: TranscriptEntry,
+    reason: str,
+    timeout: float = 30,
+) -> None:
     result = await _outcome(user, confirm.message_id, timeout)
     assert "❌" in (result.text or "") and reason in (result.text or "")
     assert "Деньги возвращены" in (result.text or "")
@@ -139,8 +162,9 @@ async def _assert_failure(stack: Stack, db: asyncpg.Pool, tenant: DemoTenant, us
     assert len(_outcomes(stack, user)) == 1
 
 
-async def test_success_via_callback(stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool,
-                                    kie_defaults: None) -> None:
+async def test_success_via_callback(
+    stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool, kie_defaults: None
+) -> None:
     tenant = stack.tenants[0]
     user = await _funded_user(stack, db, tenant)
     confirm = await _order(user, "a lighthouse at dawn")
@@ -148,8 +172,9 @@ async def test_success_via_callback(stack: Stack, supervisor: SupervisorProcess,
     assert any(c.status == "delivered" or c.attempts for c in stack.kie.callbacks)
 
 
-async def test_success_via_polling_when_callbacks_are_dropped(stack: Stack, supervisor: SupervisorProcess,
-                                                              db: asyncpg.Pool, kie_defaults: None) -> None:
+async def test_success_via_polling_when_callbacks_are_dropped(
+    stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool, kie_defaults: None
+) -> None:
     stack.kie.config = dataclasses.replace(stack.kie.config, callbacks=CallbackPolicy(drop=True))
     tenant = stack.tenants[0]
     user = await _funded_user(stack, db, tenant)
@@ -158,8 +183,9 @@ async def test_success_via_polling_when_callbacks_are_dropped(stack: Stack, supe
     assert stack.kie.calls("recordInfo", tenant.kie_key) >= 1
 
 
-async def test_duplicate_callbacks_deliver_once(stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool,
-                                                kie_defaults: None) -> None:
+async def test_duplicate_callbacks_deliver_once(
+    stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool, kie_defaults: None
+) -> None:
     stack.kie.config = dataclasses.replace(stack.kie.config, callbacks=CallbackPolicy(duplicates=3))
     tenant = stack.tenants[0]
     user = await _funded_user(stack, db, tenant)
@@ -167,8 +193,9 @@ async def test_duplicate_callbacks_deliver_once(stack: Stack, supervisor: Superv
     await _assert_success(stack, db, tenant, user, confirm)
 
 
-async def test_callback_before_task_id_is_stored(stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool,
-                                                 kie_defaults: None) -> None:
+async def test_callback_before_task_id_is_stored(
+    stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool, kie_defaults: None
+) -> None:
     # The task is created at once but the reply is held for 1.5 s: its callback arrives first.
     stack.kie.inject("createTask", hang_s=1.5)
     tenant = stack.tenants[0]
@@ -177,16 +204,18 @@ async def test_callback_before_task_id_is_stored(stack: Stack, supervisor: Super
     await _assert_success(stack, db, tenant, user, confirm)
 
 
-async def test_fail_state_returns_the_money(stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool,
-                                            kie_defaults: None) -> None:
+async def test_fail_state_returns_the_money(
+    stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool, kie_defaults: None
+) -> None:
     tenant = stack.tenants[0]
     user = await _funded_user(stack, db, tenant)
     confirm = await _order(user, "please FAIL this")
     await _assert_failure(stack, db, tenant, user, confirm, "фильтром контента")
 
 
-async def test_insufficient_kie_credits_alerts_admins_once(stack: Stack, supervisor: SupervisorProcess,
-                                                           db: asyncpg.Pool, kie_defaults: None) -> None:
+async def test_insufficient_kie_credits_alerts_admins_once(
+    stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool, kie_defaults: None
+) -> None:
     tenant = stack.tenants[0]
     admin = ScriptedUser(stack.telegram, tenant.token, 990001)
     await admin.say("/start", expect="Выберите, что создать")
@@ -197,12 +226,15 @@ async def test_insufficient_kie_credits_alerts_admins_once(stack: Stack, supervi
     second = await _funded_user(stack, db, tenant)
     confirm2 = await _order(second, "no credits two")
     await _assert_failure(stack, db, tenant, second, confirm2, "временно недоступен")
-    alerts = [e for e in stack.telegram.transcript(tenant.token, admin.user_id) if "закончились кредиты" in (e.text or "")]
+    alerts = [
+        e for e in stack.telegram.transcript(tenant.token, admin.user_id) if "закончились кредиты" in (e.text or "")
+    ]
     assert len(alerts) == 1
 
 
-async def test_rate_limited_create_is_retried(stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool,
-                                              kie_defaults: None) -> None:
+async def test_rate_limited_create_is_retried(
+    stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool, kie_defaults: None
+) -> None:
     tenant = stack.tenants[1]
     before = stack.kie.calls("createTask", tenant.kie_key)
     stack.kie.inject("createTask", code=429, times=1, api_key=tenant.kie_key)
@@ -212,8 +244,9 @@ async def test_rate_limited_create_is_retried(stack: Stack, supervisor: Supervis
     assert stack.kie.calls("createTask", tenant.kie_key) - before == 2
 
 
-async def test_create_timeout_never_makes_two_tasks(stack: Stack, supervisor: SupervisorProcess,
-                                                    db: asyncpg.Pool, kie_defaults: None) -> None:
+async def test_create_timeout_never_makes_two_tasks(
+    stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool, kie_defaults: None
+) -> None:
     # The reply is held past the client's 2 s read timeout: the outcome is unknown, so no retry;
     # the task exists at KIE and its callback (the URL names the job) completes the job.
     tenant = stack.tenants[1]
@@ -225,8 +258,9 @@ async def test_create_timeout_never_makes_two_tasks(stack: Stack, supervisor: Su
     assert stack.kie.calls("createTask", tenant.kie_key) - before == 1
 
 
-async def test_job_timeout_refunds(stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool,
-                                   kie_defaults: None) -> None:
+async def test_job_timeout_refunds(
+    stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool, kie_defaults: None
+) -> None:
     stack.kie.config = dataclasses.replace(stack.kie.config, model_durations={MODEL: (60.0, 60.0)})
     tenant = stack.tenants[1]
     user = await _funded_user(stack, db, tenant)
@@ -234,11 +268,13 @@ async def test_job_timeout_refunds(stack: Stack, supervisor: SupervisorProcess, 
     await _assert_failure(stack, db, tenant, user, confirm, "не уложилась", timeout=40)
 
 
-async def test_forged_callbacks_change_nothing(stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool,
-                                               kie_defaults: None) -> None:
+async def test_forged_callbacks_change_nothing(
+    stack: Stack, supervisor: SupervisorProcess, db: asyncpg.Pool, kie_defaults: None
+) -> None:
     tenant_a, tenant_b = stack.tenants[0], stack.tenants[1]
-    job = await db.fetchrow("SELECT id, task_id, status FROM jobs WHERE tenant_id = $1 ORDER BY id LIMIT 1",
-                            await _tenant_id(db, tenant_a))
+    job = await db.fetchrow(
+        "SELECT id, task_id, status FROM jobs WHERE tenant_id = $1 ORDER BY id LIMIT 1", await _tenant_id(db, tenant_a)
+    )
     from shared.crypto import KeyRing
     from supervisor.tenants import TenantStore
     from tenant_runtime.callback_token import make_token
@@ -254,7 +290,12 @@ async def test_forged_callbacks_change_nothing(stack: Stack, supervisor: Supervi
         garbage = await client.post(f"{base}/{tenant_a.slug}/nonsense", json=body)
         unknown_slug = await client.post(f"{base}/nobody/{good_token}", json=body)
     assert [r.status_code for r in (wrong_token, wrong_tenant, unknown_job, garbage, unknown_slug)] == [
-        401, 401, 401, 401, 404]
+        401,
+        401,
+        401,
+        401,
+        404,
+    ]
     after = await db.fetchrow("SELECT status FROM jobs WHERE id = $1", job["id"])
     assert after["status"] == job["status"]
 
@@ -269,16 +310,18 @@ async def test_kill_minus_nine_mid_generation_is_finished_by_the_next_process(
     tenant_id = await _tenant_id(db, tenant)
 
     async def submitted() -> bool:
-        status = await db.fetchval("SELECT status FROM jobs WHERE tenant_id = $1 AND user_id = $2", tenant_id,
-                                   user.user_id)
+        status = await db.fetchval(
+            "SELECT status FROM jobs WHERE tenant_id = $1 AND user_id = $2", tenant_id, user.user_id
+        )
         return status == "submitted"
 
     # Killed while KIE is generating: the callback will hit a dead port, so only polling can finish it.
     await wait_until(submitted, timeout=5, what="job submitted")
     supervisor.proc.send_signal(signal.SIGKILL)
     await supervisor.proc.wait()
-    replacement = await stack.start_supervisor("jobs-2", port=supervisor.port, JOB_TIMEOUT_SECONDS="10",
-                                               KIE_READ_TIMEOUT_SECONDS="2")
+    replacement = await stack.start_supervisor(
+        "jobs-2", port=supervisor.port, JOB_TIMEOUT_SECONDS="10", KIE_READ_TIMEOUT_SECONDS="2"
+    )
     try:
         await replacement.wait_active(2)
         await _assert_success(stack, db, tenant, user, confirm)

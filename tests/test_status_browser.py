@@ -11,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from playwright.async_api import ViewportSize, async_playwright
 
 from tests.helpers import ROOT
 from tests.test_ops_endpoints import HOSTILE_NAME, OpsEnv, ops_environment
@@ -26,7 +27,7 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
-PHONE = {"width": 390, "height": 844}
+PHONE = ViewportSize(width=390, height=844)
 STEP_MS = 15_000
 
 
@@ -60,8 +61,6 @@ async def env(pool: asyncpg.Pool) -> AsyncIterator[OpsEnv]:
 
 async def test_status_page_in_headless_chromium(env: OpsEnv) -> None:
     _ensure_chromium()
-    from playwright.async_api import async_playwright
-
     ARTIFACTS.mkdir(exist_ok=True)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(

@@ -279,10 +279,21 @@ class ScriptedUser:
     async def tap(
         self, entry: TranscriptEntry, label: str, *, expect: str | None = None, timeout: float = 15
     ) -> TranscriptEntry:
+        """Press a button, then wait for the bot to react: a new message, or this one edited."""
         data = button(entry, label)
+        before = _snapshot(entry)
         await self.telegram.press_button(self.token, self.user_id, entry.message_id, data)
         self.log.append(f"> [{label}]")
-        return await self.expect(expect, after=entry.message_id - 1, timeout=timeout)
+
+        def reacted(e: TranscriptEntry) -> bool:
+            changed = e.message_id > entry.message_id or (e.message_id == entry.message_id and _snapshot(e) != before)
+            return changed and (expect is None or expect in (e.text or e.caption or ""))
+
+        found = await self.telegram.wait_for_bot_message(
+            self.token, self.user_id, predicate=reacted, after_message_id=entry.message_id - 1, timeout=timeout
+        )
+        self.log.append(f"< {describe(found)}")
+        return found
 
     async def expect(self, needle: str | None, *, after: int, timeout: float = 15) -> TranscriptEntry:
         def matches(e: TranscriptEntry) -> bool:
@@ -294,6 +305,10 @@ class ScriptedUser:
         )
         self.log.append(f"< {describe(entry)}")
         return entry
+
+
+def _snapshot(entry: TranscriptEntry) -> tuple[object, ...]:
+    return (entry.text, entry.caption, json.dumps(entry.reply_markup, sort_keys=True), entry.media_kind)
 
 
 def buttons(entry: TranscriptEntry) -> list[tuple[str, str]]:

@@ -72,7 +72,7 @@ async def _stats(ctx: Ctx) -> str:
         open=row["open"],
         revenue=ctx.money(int(revenue)),
         credits=credits,
-        markup=tenant.markup,
+        markup=_plain(tenant.markup),
     )
 
 
@@ -80,6 +80,11 @@ async def _stats(ctx: Ctx) -> str:
 async def admin(message: Message, ctx: Ctx, state: FSMContext) -> None:
     await state.clear()
     await message.answer(await _stats(ctx), reply_markup=keyboards.admin_home(ctx))
+
+
+def _plain(markup: Decimal) -> str:
+    """2.000 → "2", 2.500 → "2.5": numeric(8,3) digits read as thousands in Russian."""
+    return format(markup.normalize(), "f")
 
 
 _PROMPTS = {
@@ -103,7 +108,7 @@ async def admin_button(query: CallbackQuery, callback_data: AdminCb, ctx: Ctx, s
         await screens.show(message, (await _stats(ctx), keyboards.admin_home(ctx)), edit=True)
     elif action in _PROMPTS:
         await state.set_state(getattr(Admin, action))
-        await message.answer(ctx.t(_PROMPTS[action], markup=ctx.tenant.markup))
+        await message.answer(ctx.t(_PROMPTS[action], markup=_plain(ctx.tenant.markup)))
     elif action in ("models", "toggle"):
         models = list(ctx.services.registry.sellable())
         if action == "toggle" and ctx.services.registry.get(callback_data.model):
@@ -251,7 +256,7 @@ async def markup(message: Message, ctx: Ctx, state: FSMContext) -> None:
     await state.clear()
     await set_markup(ctx.services.pool, ctx.tenant.id, value)
     log.info("markup changed by tenant admin", tenant=ctx.tenant.slug, admin=ctx.user.user_id, markup=str(value))
-    await message.answer(ctx.t("admin.markup_set", markup=value))
+    await message.answer(ctx.t("admin.markup_set", markup=_plain(value)))
 
 
 @router.message(Admin.refund, F.text)

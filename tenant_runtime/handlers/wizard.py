@@ -1,7 +1,7 @@
 """The parameter wizard: one field per step, enums as buttons, files as messages, then a confirm screen.
 
-Asked are the required fields and the optional choices (enum/bool, one tap each, with "skip / use
-default"); optional free-form fields keep their defaults. State lives in the Postgres FSM:
+Asked are the required fields and the optional choices and bounded numbers (each with "skip / use
+default"); optional free text (negative prompts), open numbers (seeds) and extra files keep defaults. State lives in the Postgres FSM:
 {"model", "params", "step", "draft"}.
 """
 
@@ -33,7 +33,12 @@ class Wizard(StatesGroup):
 
 
 def steps(spec: ModelSpec) -> list[FieldSpec]:
-    return [f for f in spec.inputs if f.required or f.type in ("enum", "bool")]
+    return [f for f in spec.inputs if f.required or f.type in ("enum", "bool") or _tunable(f)]
+
+
+def _tunable(field: FieldSpec) -> bool:
+    """A bounded number (guidance, steps) is worth offering; an open one (a seed) is not."""
+    return field.type in ("int", "float") and field.min is not None and field.max is not None
 
 
 def _label(ctx: Ctx, field: FieldSpec) -> str:
@@ -49,8 +54,10 @@ def _prompt(ctx: Ctx, field: FieldSpec, received: int) -> str:
         return ctx.t("wizard.ask_choice")
     if field.type == "image_url":
         return ctx.t("wizard.ask_image")
+    if field.type == "image_urls" and (field.max_items or 1) > 1:
+        return ctx.t("wizard.ask_images", max=field.max_items, count=received)
     if field.type == "image_urls":
-        return ctx.t("wizard.ask_images", max=field.max_items or 1, count=received)
+        return ctx.t("wizard.ask_image")
     return ctx.t("wizard.ask_audio" if field.type == "audio_url" else "wizard.ask_video")
 
 
@@ -112,7 +119,7 @@ async def _show_confirm(
         "confirm",
         title=screens.title(ctx, spec),
         params="\n".join(lines),
-        price=ctx.money(price),
+        price=ctx.t("catalog.free") if price == 0 else ctx.money(price),
         after=ctx.money(balance.available - price if enough else balance.available),
     )
     if not enough:
