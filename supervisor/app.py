@@ -17,6 +17,8 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import asyncpg
 import httpx
@@ -39,6 +41,7 @@ from supervisor.lifecycle import Lifecycle, State
 from supervisor.listener import TenantListener
 from supervisor.locks import Locker
 from supervisor.ops import OpsEndpoints
+from supervisor.smoke import run_smoke_test
 from supervisor.tenants import TenantError, TenantStore
 from tenant_runtime.config import TenantConfig
 from tenant_runtime.delivery import TelegramNotifier
@@ -215,6 +218,10 @@ class Supervisor:
         ]
         self.state.backend = self
         log.info("supervisor ready", tenants=len(lifecycle.slots))
+        if self.settings.smoke_test_on_start:
+            slot = lifecycle.by_slug.get(self.settings.smoke_test_tenant or "")
+            smoke = run_smoke_test(self.settings, registry, kie, slot.config if slot else None)
+            self._tasks.append(asyncio.create_task(_discard(smoke), name="smoke-test"))
         await self._stop.wait()
 
     def _active_runtimes(self) -> dict[int, TenantRuntime]:
@@ -385,6 +392,10 @@ async def serve(state: ServerState, *, host: str, port: int) -> int:
     except BootError as exc:
         log.error("startup failed", error=str(exc))
         return 1
+
+
+async def _discard(coro: Coroutine[Any, Any, object]) -> None:
+    await coro
 
 
 def _observe_kie(operation: str, code: int, seconds: float) -> None:

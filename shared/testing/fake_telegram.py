@@ -387,6 +387,10 @@ class FakeTelegram:
             recent = [(e.message_id, e.from_bot, e.text or e.caption) for e in self.transcript(token, chat_id)[-5:]]
             raise TimeoutError(f"no matching bot message in chat {chat_id} within {timeout}s; last: {recent}") from None
 
+    def updates(self, token: str) -> list[Update]:
+        """Every update emitted for the bot (within history_limit), oldest first, e.g. to redeliver one."""
+        return list(self._state.control_bot(token).history.values())
+
     def callbacks(self, token: str) -> list[CallbackRecord]:
         """Every callback query so far, to assert that the bot answered each one."""
         return list(self._state.control_bot(token).callbacks.values())

@@ -1,0 +1,170 @@
+"""Telegram Stars top-ups through the fake Telegram: credited once, refunds, two processes."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from shared.crypto import KeyRing
+from shared.testing.stack import ScriptedUser, Stack, SupervisorProcess
+from supervisor.tenants import TenantStore
+from tenant_runtime.ledger import Ledger
+
+pytestmark = pytest.mark.slow
+
+ADMIN = 970001
+
+
+@pytest.fixture(scope="module")
+async def stack(module_database: str) -> AsyncIterator[Stack]:
+    s = Stack(module_database, Path(tempfile.mkdtemp(prefix="tgsup-pay-")))
+    await s.start()
+    await s.add_tenant("pay-shop", admins=(ADMIN,))
+    yield s
+    await s.stop()
+
+
+@pytest.fixture(scope="module")
+async def supervisors(stack: Stack) -> AsyncIterator[tuple[SupervisorProcess, SupervisorProcess]]:
+    a = await stack.start_supervisor("pay-a")
+    await a.wait_active(1)
+    b = await stack.start_supervisor("pay-b")
+    yield a, b
+    await b.stop()
+    await a.stop()
+
+
+@pytest.fixture(scope="module")
+async def db(module_database: str) -> AsyncIterator[asyncpg.Pool]:
+    from shared.db import create_pool
+
+    pool = await create_pool(module_database, 3, application_name="tests-pay")
+    yield pool
+    await pool.close()
+
+
+async def _buy(stack: Stack, user: ScriptedUser) -> str:
+    menu = await user.say("/start", expect="Выберите, что создать")
+    packages = await user.tap(menu, "Пополнить", expect="звёздами")
+    await user.tap(packages, "50 ⭐", expect=None)
+    invoice = await user.telegram.wait_for_bot_message(
+        user.token, user.user_id, predicate=lambda e: e.invoice is not None, after_message_id=packages.message_id
+    )
+    assert invoice.invoice is not None and invoice.invoice["currency"] == "XTR"
+    charge = await stack.telegram.pay_invoice(user.token, user.user_id, invoice.message_id)
+    await user.expect("Баланс пополнен на 75 ₽", after=invoice.message_id)
+    return charge
+
+
+async def _balance(db: asyncpg.Pool, user_id: int) -> int:
+    tenant_id = await db.fetchval("SELECT id FROM tenants WHERE slug = 'pay-shop'")
+    return (await Ledger(db).balance(tenant_id, user_id)).available
+
+
+async def test_stars_credited_once_even_when_redelivered_to_both_processes(
+    stack: Stack, supervisors: tuple[SupervisorProcess, SupervisorProcess], db: asyncpg.Pool
+) -> None:
+    a, b = supervisors
+    tenant = stack.tenants[0]
+    user = ScriptedUser(stack.telegram, tenant.token, 8_500_001)
+    charge = await _buy(stack, user)
+    assert await _balance(db, user.user_id) == 7500
+    paid = next(
+        u for u in stack.telegram.updates(tenant.token) if u.kind == "message" and "successful_payment" in u.payload
+    )
+    # Telegram redelivers (same update id) to the webhook, and a copy lands on each process directly.
+    await stack.telegram.redeliver(tenant.token, paid.update_id)
+    config = await TenantStore(db, KeyRing([stack.master_key])).get(tenant.slug)
+    headers = {"X-Telegram-Bot-Api-Secret-Token": config.webhook_secret}
+    fresh = {"update_id": paid.update_id + 10_000, "message": {**paid.payload, "date": int(time.time())}}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for process in (a, b):
+            for body in (paid.to_api(), fresh):
+                response = await client.post(f"{process.base_url}/webhook/{tenant.slug}", json=body, headers=headers)
+                assert response.status_code == 200
+    assert await _balance(db, user.user_id) == 7500
+    tenant_id = await db.fetchval("SELECT id FROM tenants WHERE slug = 'pay-shop'")
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM star_payments WHERE tenant_id = $1 AND charge_id = $2", tenant_id, charge
+        )
+        == 1
+    )
+    credits = [e for e in stack.telegram.transcript(tenant.token, user.user_id) if "Баланс пополнен" in (e.text or "")]
+    assert len(credits) == 1
+
+
+async def test_forged_invoice_payload_is_refused_at_pre_checkout(
+    stack: Stack, supervisors: tuple[SupervisorProcess, SupervisorProcess], db: asyncpg.Pool
+) -> None:
+    from tenant_runtime.payments import sign_invoice_payload
+
+    a, _ = supervisors
+    tenant = stack.tenants[0]
+    config = await TenantStore(db, KeyRing([stack.master_key])).get(tenant.slug)
+    victim, thief = 8_500_002, 8_500_003
+    await ScriptedUser(stack.telegram, tenant.token, thief).say("/start", expect="Выберите")
+    cases = {
+        "someone else's invoice": sign_invoice_payload(config.callback_secret, config.id, victim, 50, 7500),
+        "wrong signature": sign_invoice_payload("not-the-secret", config.id, thief, 50, 7500),
+        "garbage": "hello",
+    }
+    headers = {"X-Telegram-Bot-Api-Secret-Token": config.webhook_secret}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for number, payload in enumerate(cases.values()):
+            query = {
+                "id": f"forged{number}",
+                "from": {"id": thief, "is_bot": False, "first_name": "T"},
+                "currency": "XTR",
+                "total_amount": 50,
+                "invoice_payload": payload,
+            }
+            body = {"update_id": 990_000 + number, "pre_checkout_query": query}
+            response = await client.post(f"{a.base_url}/webhook/{tenant.slug}", json=body, headers=headers)
+            assert response.status_code == 200
+    answers = {
+        c.params.get("pre_checkout_query_id"): c.params.get("ok")
+        for c in stack.telegram.calls(tenant.token, "answerPreCheckoutQuery")
+    }
+    assert [answers.get(f"forged{n}") for n in range(len(cases))] == [False] * len(cases), answers
+    assert await _balance(db, thief) == 0
+
+
+async def test_admin_refund_and_refusal_when_spent(
+    stack: Stack, supervisors: tuple[SupervisorProcess, SupervisorProcess], db: asyncpg.Pool
+) -> None:
+    tenant = stack.tenants[0]
+    admin = ScriptedUser(stack.telegram, tenant.token, ADMIN)
+    await admin.say("/start", expect="Выберите")
+    buyer = ScriptedUser(stack.telegram, tenant.token, 8_500_004)
+    charge = await _buy(stack, buyer)
+    panel = await admin.say("/admin", expect="Админ-панель")
+    await admin.tap(panel, "Возврат звёзд", expect=None)
+    await admin.say(charge, expect="Возврат 50 ⭐ выполнен")
+    assert await _balance(db, buyer.user_id) == 0
+    assert stack.telegram.calls(tenant.token, "refundStarPayment")
+    await admin.tap(panel, "Возврат звёзд", expect=None)
+    await admin.say(charge, expect="Возврат невозможен")
+    # Spent money cannot be refunded.
+    spender = ScriptedUser(stack.telegram, tenant.token, 8_500_005)
+    charge2 = await _buy(stack, spender)
+    tenant_id = await db.fetchval("SELECT id FROM tenants WHERE slug = 'pay-shop'")
+    await Ledger(db).reserve(
+        tenant_id,
+        spender.user_id,
+        5000,
+        "spend-test",
+        correlation_id=None,
+        actor=f"user:{spender.user_id}",
+        ttl_seconds=600,
+    )
+    await admin.tap(panel, "Возврат звёзд", expect=None)
+    await admin.say(charge2, expect="Возврат невозможен")
+    assert await _balance(db, spender.user_id) == 2500
+    assert await Ledger(db).reconcile(tenant_id) == []
