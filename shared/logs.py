@@ -7,6 +7,7 @@ come from the stdlib loggers of aiohttp/aiogram/asyncpg through `foreign_pre_cha
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -35,6 +36,11 @@ def redact_processor(_logger: object, _method: str, event_dict: MutableMapping[s
     return event_dict
 
 
+def _json_dumps(obj: object, **kwargs: Any) -> str:
+    # Russian texts and the redactor's ellipsis stay readable in production logs.
+    return json.dumps(obj, ensure_ascii=False, **kwargs)
+
+
 def configure_logging(level: str = "INFO", fmt: str = "console", stream: Any = None) -> None:
     out = stream or sys.stderr
     shared_processors: list[Any] = [
@@ -46,7 +52,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console", stream: Any = N
         redact_processor,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json_dumps)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )

@@ -48,3 +48,23 @@ async def test_free_image_generation_end_to_end(stack: Stack, supervisor: Superv
     )
     assert deadline_entry.caption and "Z-Image" in deadline_entry.caption
     assert result is not None
+
+
+async def test_metrics_expose_the_series_after_a_run(stack: Stack, supervisor: SupervisorProcess) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        body = (await client.get(f"{supervisor.base_url}/metrics")).text
+    for series in (
+        'tg_updates_received_total{source="webhook",tenant="e2e-shop"}',
+        'tg_updates_handled_total{tenant="e2e-shop"}',
+        "tg_handler_seconds_bucket",
+        'tenant_runtime_state{state="active",tenant="e2e-shop"} 1.0',
+        'tenant_lock_held{tenant="e2e-shop"} 1.0',
+        'generations_total{outcome="success",tenant="e2e-shop"}',
+        "kie_request_seconds_bucket",
+        "db_pool_connections",
+    ):
+        assert series in body, series
+    for tenant in stack.tenants:
+        assert tenant.token not in body and tenant.kie_key not in body

@@ -228,3 +228,26 @@ async def test_polling_mode_serves_users(stack: Stack) -> None:
     await user.say("/start", expect="Выберите")
     assert stack.telegram.calls(tenant.token, "deleteWebhook"), "polling starts by removing any webhook"
     assert await sup.stop() == 0
+
+
+async def test_smoke_test_on_start_logs_passed_or_failed(stack: Stack) -> None:
+    (tenant,) = await stack.add_tenants_direct("smoke", 1)
+    good = await stack.start_supervisor(
+        "smoke-1",
+        SMOKE_TEST_ON_START="1",
+        SMOKE_TEST_TENANT=tenant.slug,
+        SMOKE_TEST_MODEL_ID="z-image",
+        SMOKE_TEST_INPUT_JSON='{"prompt": "a test", "aspect_ratio": "1:1"}',
+    )
+    await wait_until(lambda: "smoke test PASSED" in good.log(), timeout=30, what="smoke test PASSED")
+    assert await good.stop() == 0
+    bad = await stack.start_supervisor(
+        "smoke-2",
+        SMOKE_TEST_ON_START="1",
+        SMOKE_TEST_TENANT=tenant.slug,
+        SMOKE_TEST_MODEL_ID="no/such-model",
+    )
+    await wait_until(lambda: "smoke test FAILED" in bad.log(), timeout=30, what="smoke test FAILED")
+    health = await bad.health()
+    assert health is not None and health["status"] == "ok", "a failed smoke test never blocks serving"
+    assert tenant.kie_key not in good.log() + bad.log()
