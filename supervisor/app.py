@@ -52,6 +52,7 @@ from tenant_runtime.jobs import JobService
 from tenant_runtime.kie_client import KieClient, KieClientConfig
 from tenant_runtime.ledger import Ledger
 from tenant_runtime.media import read_media_token
+from tenant_runtime.retry_after import RetryAfterMiddleware
 from tenant_runtime.runtime import Outcome, TenantRuntime
 from tenant_runtime.services import Services
 from tenant_runtime.users import Users
@@ -140,6 +141,7 @@ class Supervisor:
             limit=self.settings.telegram_connection_limit,
         )
         session = self._session
+        session.middleware(RetryAfterMiddleware())
         lifecycle: Lifecycle
         services: Services
 

@@ -251,3 +251,21 @@ async def test_smoke_test_on_start_logs_passed_or_failed(stack: Stack) -> None:
     health = await bad.health()
     assert health is not None and health["status"] == "ok", "a failed smoke test never blocks serving"
     assert tenant.kie_key not in good.log() + bad.log()
+
+
+async def test_telegram_429_waits_for_that_bot_only(stack: Stack) -> None:
+    limited, other = await stack.add_tenants_direct("rate", 2)
+    sup = await stack.start_supervisor("rate-1")
+    await sup.wait_active(2)
+    await stack.telegram.inject_faults(
+        limited.token, rate_limit_calls=1, rate_limit_method="sendMessage", retry_after=2
+    )
+    started = time.monotonic()
+    slow = asyncio.create_task(ScriptedUser(stack.telegram, limited.token, 7000010).say("/start", expect="Выберите"))
+    await ScriptedUser(stack.telegram, other.token, 7000011).say("/start", expect="Выберите")
+    other_done = time.monotonic() - started
+    await slow
+    limited_done = time.monotonic() - started
+    assert other_done < 2 <= limited_done, (other_done, limited_done)
+    health = await sup.health()
+    assert health is not None and _active(health) == 2, "a 429 is not a crash"
