@@ -55,31 +55,9 @@ def pg_server_dsn() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(pg_server_dsn: str) -> Iterator[str]:
     name = f"tgsup_test_{secrets.token_hex(4)}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(pg_server_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        dsn = _with_database(pg_server_dsn, name)
-        mconn = await connect_dedicated(dsn, application_name="tests-migrate")
-        try:
-            await migrations.apply_all(mconn)
-        finally:
-            await mconn.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(pg_server_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    os.environ["TEST_DATABASE_URL"] = _with_database(pg_server_dsn, name)
-    yield _with_database(pg_server_dsn, name)
-    asyncio.run(drop())
+    dsn = asyncio.run(_create_migrated(pg_server_dsn, name))
+    yield dsn
+    asyncio.run(_drop(pg_server_dsn, name))
 
 
 @pytest.fixture(scope="session")
@@ -136,3 +114,10 @@ async def module_database(pg_server_dsn: str) -> AsyncIterator[str]:
     dsn = await _create_migrated(pg_server_dsn, name)
     yield dsn
     await _drop(pg_server_dsn, name)
+
+
+@pytest.fixture(scope="module")
+async def module_pool(module_database: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(module_database, 3, application_name="tests-module")
+    yield p
+    await p.close()

@@ -37,12 +37,8 @@ async def supervisor(stack: Stack) -> AsyncIterator[SupervisorProcess]:
 
 
 @pytest.fixture(scope="module")
-async def db(module_database: str) -> AsyncIterator[asyncpg.Pool]:
-    from shared.db import create_pool
-
-    pool = await create_pool(module_database, 3, application_name="tests-ux")
-    yield pool
-    await pool.close()
+def db(module_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return module_pool
 
 
 _ids = iter(range(9_100_000, 9_200_000))

@@ -41,12 +41,8 @@ async def supervisors(stack: Stack) -> AsyncIterator[tuple[SupervisorProcess, Su
 
 
 @pytest.fixture(scope="module")
-async def db(module_database: str) -> AsyncIterator[asyncpg.Pool]:
-    from shared.db import create_pool
-
-    pool = await create_pool(module_database, 3, application_name="tests-pay")
-    yield pool
-    await pool.close()
+def db(module_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return module_pool
 
 
 async def _buy(stack: Stack, user: ScriptedUser) -> str:

@@ -151,6 +151,18 @@ async def _current(ctx: Ctx, state: FSMContext) -> tuple[ModelSpec, FieldSpec, d
     return spec, fields[step], data
 
 
+async def _current_or_menu(
+    message: Message, ctx: Ctx, state: FSMContext
+) -> tuple[ModelSpec, FieldSpec, dict[str, Any]] | None:
+    """The wizard's position, or None after resetting a conversation whose state no longer makes sense
+    (a model removed from the registry, a step out of range) and showing the main menu instead."""
+    current = await _current(ctx, state)
+    if current is None:
+        await state.clear()
+        await screens.show(message, await screens.main_menu(ctx), edit=False)
+    return current
+
+
 async def _set(state: FSMContext, data: dict[str, Any], name: str, value: object) -> None:
     params = dict(data["params"])
     if value is None:
@@ -162,10 +174,8 @@ async def _set(state: FSMContext, data: dict[str, Any], name: str, value: object
 
 @router.message(Wizard.input, F.text & ~F.text.startswith("/"))
 async def text_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
-    current = await _current(ctx, state)
+    current = await _current_or_menu(message, ctx, state)
     if current is None:
-        await state.clear()
-        await screens.show(message, await screens.main_menu(ctx), edit=False)
         return
     _spec, field, data = current
     value = (message.text or "").strip()
@@ -220,10 +230,8 @@ def _file_id(message: Message, field: FieldSpec) -> str | None:
 
 @router.message(Wizard.input, F.photo | F.document | F.audio | F.voice | F.video)
 async def file_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
-    current = await _current(ctx, state)
+    current = await _current_or_menu(message, ctx, state)
     if current is None:
-        await state.clear()
-        await screens.show(message, await screens.main_menu(ctx), edit=False)
         return
     spec, field, data = current
     if field.type not in FILE_TYPES:
@@ -252,10 +260,8 @@ async def file_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
 
 @router.message(Wizard.input)
 async def other_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
-    current = await _current(ctx, state)
+    current = await _current_or_menu(message, ctx, state)
     if current is None:
-        await state.clear()
-        await screens.show(message, await screens.main_menu(ctx), edit=False)
         return
     await message.answer(_prompt(ctx, current[1], 0))
 
