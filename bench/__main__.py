@@ -95,7 +95,9 @@ async def run(args: argparse.Namespace) -> int:
                 failed = True
                 bench.log(traceback.format_exc())
                 result = FigureResult(
-                    rows=[Row(name, "error", "figure failed", None, "", "—", ERROR, f"{type(exc).__name__}: {exc}"[:300])]
+                    rows=[
+                        Row(name, "error", "figure failed", None, "", "—", ERROR, f"{type(exc).__name__}: {exc}"[:300])
+                    ]
                 )
             result.details["seconds"] = round(time.monotonic() - figure_started, 1)
             figures[name] = result.to_json()

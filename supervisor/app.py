@@ -20,6 +20,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+import aiohttp
 import asyncpg
 import httpx
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -59,7 +60,7 @@ from tenant_runtime.users import Users
 
 log = get_logger(__name__)
 
-DRAIN_SECONDS = 20.0  # well inside Render's 30 s between SIGTERM and SIGKILL
+DRAIN_SECONDS = 18.0  # plus ~7 s of closing: inside Render's 30 s between SIGTERM and SIGKILL
 _DB_RETRY = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=2.0, jitter=0.2)
 
 
@@ -312,9 +313,13 @@ class Supervisor:
             data = await runtime.bot.download_file(found.file_path, timeout=60)
         except TelegramAPIError:
             return error_response(404, "not found")
+        except (aiohttp.ClientError, TimeoutError):
+            return error_response(502, "file temporarily unavailable")
         assert data is not None
         content_type = mimetypes.guess_type(found.file_path)[0] or "application/octet-stream"
-        return web.Response(body=data.read(), content_type=content_type)
+        return web.Response(
+            body=data.read(), content_type=content_type, headers={"Cache-Control": "private, max-age=3600"}
+        )
 
     # The backend is plugged into the server only after boot, so _ops exists whenever these run.
     async def metrics(self, request: web.Request) -> web.StreamResponse:
@@ -354,27 +359,40 @@ class Supervisor:
                 log.warning("database heartbeat failed", error=type(exc).__name__)
 
     async def _shutdown(self) -> None:
+        """Locks first (the other replica takes over at once), then a bounded drain, then connections.
+
+        The drain is capped at DRAIN_SECONDS and each close at a few seconds: all within Render's 30 s.
+        """
         started = time.monotonic()
         if self._locker is not None:
             await self._locker.release_all()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._lifecycle is not None:
-            await self._lifecycle.stop_all(drain_timeout=DRAIN_SECONDS)
-        if self._services is not None:
-            await self._services.jobs.drain(timeout=5)
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                if self._lifecycle is not None:
+                    await self._lifecycle.stop_all(drain_timeout=DRAIN_SECONDS - 5)
+                if self._services is not None:
+                    await self._services.jobs.drain(timeout=3)
+        except TimeoutError:
+            log.warning("drain did not finish in time; stopping anyway", seconds=DRAIN_SECONDS)
         if self._pool is not None:
             with contextlib.suppress(Exception):
                 await self._pool.execute("DELETE FROM lock_holders WHERE instance = $1", self.instance, timeout=2)
                 await self._pool.execute("DELETE FROM instances WHERE name = $1", self.instance, timeout=2)
-            await self._pool.close()
-        if self._session is not None:
-            await self._session.close()
-        if self._kie is not None:
-            await self._kie.aclose()
-        if self._http is not None:
-            await self._http.aclose()
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout=3)
+            except TimeoutError:
+                self._pool.terminate()
+        for closer in (
+            self._session.close if self._session else None,
+            self._kie.aclose if self._kie else None,
+            self._http.aclose if self._http else None,
+        ):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(closer(), timeout=2)
         log.info("shutdown complete", seconds=round(time.monotonic() - started, 3))
 
 

@@ -35,7 +35,10 @@ async def _main() -> int:
         instance=os.environ.get("INSTANCE_NAME") or f"{socket.gethostname()}-{os.getpid()}", version=__version__
     )
     max_body = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES", _DEFAULT_MAX_BODY))
-    runner = web.AppRunner(build_app(state, max_body=max_body), access_log=None, handle_signals=False)
+    # In-flight requests were drained by the supervisor already; the runner gets a short grace only.
+    runner = web.AppRunner(
+        build_app(state, max_body=max_body), access_log=None, handle_signals=False, shutdown_timeout=3
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
     try:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 
 from shared.logs import get_logger
@@ -63,6 +63,7 @@ class TelegramNotifier:
             )
 
     async def delivered(self, tenant: TenantHandle, job: Job, spec: ModelSpec | None) -> None:
+        """Send the result. A user who blocked the bot counts as delivered: retrying cannot reach them."""
         t = TextFn(job.language)
         title = _title(job, spec)
         if job.progress_message_id is not None:
@@ -75,29 +76,24 @@ class TelegramNotifier:
                 )
         markup = keyboards.result(job.id, t)
         caption = t("job.result_caption", title=title)
-        if job.result_text is not None or not job.result_urls:
-            await self._send(
-                tenant,
-                lambda: tenant.bot.send_message(
+        try:
+            if job.result_text is not None or not job.result_urls:
+                await tenant.bot.send_message(
                     job.chat_id,
                     f"{caption}\n\n{job.result_text or ''}",
                     reply_markup=markup,
                     parse_mode=None,
                     request_timeout=20,
-                ),
-            )
-            return
-        output = spec.output if spec else "image"
-        for url in job.result_urls:
-            if await self._send_media(tenant, job, output, url, caption, markup):
-                continue
-            link = t("job.result_link", title=title, url=url)
-            await self._send(
-                tenant,
-                lambda link=link: tenant.bot.send_message(  # type: ignore[misc]
-                    job.chat_id, link, reply_markup=markup, request_timeout=20
-                ),
-            )
+                )
+                return
+            output = spec.output if spec else "image"
+            for url in job.result_urls:
+                if not await self._send_media(tenant, job, output, url, caption, markup):
+                    await tenant.bot.send_message(
+                        job.chat_id, t("job.result_link", title=title, url=url), reply_markup=markup, request_timeout=20
+                    )
+        except TelegramForbiddenError:
+            log.warning("user blocked the bot; result not delivered", job_id=job.id)
 
     async def _send_media(
         self, tenant: TenantHandle, job: Job, output: str, url: str, caption: str, markup: InlineKeyboardMarkup
@@ -111,39 +107,40 @@ class TelegramNotifier:
         else:
             method = bot.send_photo
         try:
-            await self._send(
-                tenant, lambda: method(job.chat_id, url, caption=caption, reply_markup=markup, request_timeout=60)
-            )
+            await method(job.chat_id, url, caption=caption, reply_markup=markup, request_timeout=60)
             return True
+        except TelegramForbiddenError:
+            raise
         except TelegramBadRequest as exc:
             log.info("telegram could not fetch the result URL; uploading it", job_id=job.id, error=exc.message)
         except (TimeoutError, TelegramAPIError) as exc:
             log.warning("result delivery by URL failed", job_id=job.id, error=type(exc).__name__)
         try:
-            response = await self._http.get(url, timeout=60, follow_redirects=True)
-            response.raise_for_status()
-            if len(response.content) > MAX_UPLOAD_BYTES:
+            data = await self._download(url)
+            if data is None:
                 return False
             name = url.rsplit("/", 1)[-1].split("?")[0] or "result"
-            upload = BufferedInputFile(response.content, filename=name)
-            await self._send(
-                tenant, lambda: method(job.chat_id, upload, caption=caption, reply_markup=markup, request_timeout=120)
-            )
+            upload = BufferedInputFile(data, filename=name)
+            await method(job.chat_id, upload, caption=caption, reply_markup=markup, request_timeout=120)
             return True
+        except TelegramForbiddenError:
+            raise
         except (TimeoutError, httpx.HTTPError, TelegramAPIError) as exc:
             log.warning("result upload failed; sending the link", job_id=job.id, error=type(exc).__name__)
             return False
 
-    @staticmethod
-    async def _send(tenant: TenantHandle, call: Callable[[], Awaitable[object]]) -> None:
-        """Run a Telegram call, waiting out 429s (they are per bot) a few times."""
-        for _ in range(4):
-            try:
-                await call()
-                return
-            except TelegramRetryAfter as exc:
-                await asyncio.sleep(min(exc.retry_after, 30))
-        await call()
+    async def _download(self, url: str) -> bytes | None:
+        """The file, or None when it is larger than Telegram takes from bots (read in chunks, never whole)."""
+        chunks: list[bytes] = []
+        size = 0
+        async with self._http.stream("GET", url, timeout=60, follow_redirects=True) as response:
+            response.raise_for_status()
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_UPLOAD_BYTES:
+                    return None
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     async def failed(self, tenant: TenantHandle, job: Job, spec: ModelSpec | None) -> None:
         t = TextFn(job.language)
@@ -167,9 +164,7 @@ class TelegramNotifier:
             except (TimeoutError, TelegramAPIError):
                 pass
         with contextlib.suppress(TelegramAPIError, asyncio.TimeoutError):
-            await self._send(
-                tenant, lambda: tenant.bot.send_message(job.chat_id, body, reply_markup=markup, request_timeout=20)
-            )
+            await tenant.bot.send_message(job.chat_id, body, reply_markup=markup, request_timeout=20)
 
     async def alert_admins(self, tenant: TenantHandle, key: str) -> None:
         """Once per tenant and kind per period, not once per user."""

@@ -48,7 +48,8 @@ log = get_logger(__name__)
 
 OPEN_STATUSES = ("created", "submitted", "succeeded")
 UNSUBMITTED_GRACE_S = 90  # a job never submitted (crash, uncertain createTask) is refunded after this
-REDELIVER_AFTER_S = 30  # a finished job not yet delivered is taken over after this
+DELIVERY_LEASE = "10 minutes"  # a finished job not delivered by then (its process died) is delivered again
+MAX_DELIVERY_ATTEMPTS = 3
 
 
 class TenantHandle(Protocol):
@@ -249,6 +250,16 @@ class JobService:
         if not config.kie_api_key:
             await self._finish(tenant, job.id, Outcome(ok=False, reason="unavailable", detail="no KIE key"))
             return
+        # Claim the job first: a second submit (a repeated tap, a resumed job) or a refund by the
+        # poller can then never race this createTask into a task nobody waits for.
+        claimed = await self._pool.fetchval(
+            "UPDATE jobs SET kie_state = 'submitting' WHERE id = $1 AND tenant_id = $2 AND status = 'created' "
+            "AND kie_state IS NULL RETURNING id",
+            job.id,
+            config.id,
+        )
+        if claimed is None:
+            return
         try:
             task_id = await self._kie.create_task(
                 config.kie_api_key, job.model, job.kie_input, self.callback_url(config, job.id)
@@ -341,7 +352,7 @@ class JobService:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """UPDATE jobs SET status = $3, finished_at = now(), result_urls = $4, result_text = $5,
-                           fail_reason = $6, fail_detail = $7, next_poll_at = now() + interval '30 seconds'
+                           fail_reason = $6, fail_detail = $7, next_poll_at = now() + interval '10 minutes'
                        WHERE id = $1 AND tenant_id = $2 AND status IN ('created', 'submitted') RETURNING *""",
                 job_id,
                 tenant_id,
@@ -355,10 +366,16 @@ class JobService:
                 return  # already finished by the other path or the other process
             job = Job.from_row(row)
             if job.hold_id is not None:
-                if outcome.ok:
-                    await self._ledger.commit(tenant_id, job.hold_id, conn=conn)
-                else:
-                    await self._ledger.release(tenant_id, job.hold_id, conn=conn)
+                settle = self._ledger.commit if outcome.ok else self._ledger.release
+                if not await settle(tenant_id, job.hold_id, conn=conn):
+                    # Only the hold sweeper resolves a hold behind a job's back (it expired).
+                    log.error(
+                        "job hold was already resolved",
+                        tenant=tenant.config.slug,
+                        job_id=job.id,
+                        hold_id=job.hold_id,
+                        ok=outcome.ok,
+                    )
         slug = tenant.config.slug
         bound = log.bind(tenant=slug, job_id=job.id, correlation_id=job.correlation_id)
         spec = self._registry.get(job.model)
@@ -375,8 +392,11 @@ class JobService:
 
     async def _deliver(self, tenant: TenantHandle, job: Job, spec: ModelSpec | None) -> None:
         await self._notifier.delivered(tenant, job, spec)
+        await self._mark_delivered(job.id)
+
+    async def _mark_delivered(self, job_id: int) -> None:
         await self._pool.execute(
-            "UPDATE jobs SET status = 'delivered', delivered_at = now() WHERE id = $1 AND status = 'succeeded'", job.id
+            "UPDATE jobs SET status = 'delivered', delivered_at = now() WHERE id = $1 AND status = 'succeeded'", job_id
         )
 
     # --- polling and resuming ------------------------------------------------------------------------
@@ -384,27 +404,29 @@ class JobService:
     async def run_poller(self, tenants: Callable[[], Mapping[int, TenantHandle]], interval: float = 1.0) -> None:
         """Drive every open job of the tenants this process holds (one query per tick, whatever their number)."""
         while True:
-            held = tenants()
-            if held:
-                try:
-                    rows = await self._pool.fetch(
-                        """SELECT * FROM jobs WHERE tenant_id = ANY($1::bigint[]) AND status = ANY($2::text[])
-                           AND next_poll_at <= now() ORDER BY next_poll_at LIMIT 200""",
-                        list(held),
-                        list(OPEN_STATUSES),
-                    )
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-                    log.warning("job poller query failed", error=type(exc).__name__)
-                    rows = []
-                for row in rows:
-                    job = Job.from_row(row)
-                    tenant = held.get(job.tenant_id)
-                    if tenant is not None:
-                        await self._pool.execute(
-                            "UPDATE jobs SET next_poll_at = now() + interval '5 seconds' WHERE id = $1", job.id
-                        )
-                        self.spawn(self._bounded(self._tick(tenant, job)))
+            try:
+                await self._poll_once(tenants())
+            except Exception:  # the poller must outlive any one bad tick: every open job depends on it
+                log.exception("job poller tick failed")
             await asyncio.sleep(interval)
+
+    async def _poll_once(self, held: Mapping[int, TenantHandle]) -> None:
+        if not held:
+            return
+        # Each due job is leased for a minute while its tick runs, so a slow tick is never started twice.
+        rows = await self._pool.fetch(
+            """UPDATE jobs SET next_poll_at = now() + interval '60 seconds'
+               WHERE id IN (SELECT id FROM jobs WHERE tenant_id = ANY($1::bigint[]) AND status = ANY($2::text[])
+                            AND next_poll_at <= now() ORDER BY next_poll_at LIMIT 200 FOR UPDATE SKIP LOCKED)
+               RETURNING *""",
+            list(held),
+            list(OPEN_STATUSES),
+        )
+        for row in rows:
+            job = Job.from_row(row)
+            tenant = held.get(job.tenant_id)
+            if tenant is not None:
+                self.spawn(self._bounded(self._tick(tenant, job)))
 
     async def _bounded(self, coro: Coroutine[Any, Any, None]) -> None:
         async with self._semaphore:
@@ -414,31 +436,46 @@ class JobService:
         now = datetime.now(UTC)
         bound = log.bind(tenant=tenant.config.slug, job_id=job.id, correlation_id=job.correlation_id)
         if job.status == "succeeded":
-            if job.finished_at is not None and now - job.finished_at > timedelta(seconds=REDELIVER_AFTER_S):
-                bound.info("redelivering a finished job")
-                await self._deliver(tenant, job, self._registry.get(job.model))
+            # Its delivery lease ran out: the process delivering it died. Try again, a few times.
+            attempts = await self._pool.fetchval(
+                f"UPDATE jobs SET delivery_attempts = delivery_attempts + 1, "
+                f"next_poll_at = now() + interval '{DELIVERY_LEASE}' WHERE id = $1 RETURNING delivery_attempts",
+                job.id,
+            )
+            if attempts > MAX_DELIVERY_ATTEMPTS:
+                bound.error("giving up delivering a result", attempts=attempts)
+                await self._mark_delivered(job.id)
+                return
+            bound.info("redelivering a finished job")
+            await self._deliver(tenant, job, self._registry.get(job.model))
             return
-        if now >= job.deadline_at:
-            await self._finish(tenant, job.id, Outcome(ok=False, reason="timeout", detail="deadline passed"))
-            return
-        if job.status == "created" or job.task_id is None:
-            if now - job.created_at > timedelta(seconds=UNSUBMITTED_GRACE_S):
-                await self._finish(tenant, job.id, Outcome(ok=False, reason="busy", detail="never submitted"))
+        if job.task_id is None:
+            # Never claimed (a crash right after confirm): refund soon. Claimed but no task id (createTask's
+            # outcome unknown): the task may exist at KIE, so its callback has until the deadline.
+            stale = job.kie_state is None and now - job.created_at > timedelta(seconds=UNSUBMITTED_GRACE_S)
+            if now >= job.deadline_at or stale:
+                reason, detail = ("busy", "never submitted") if stale else ("timeout", "deadline passed")
+                await self._finish(tenant, job.id, Outcome(ok=False, reason=reason, detail=detail))
+            else:
+                await self._schedule(job, now)
             return
         key = tenant.config.kie_api_key
         if not key:
             return
+        info: TaskInfo | None = None
         try:
             info = await self._kie.record_info(key, job.task_id)
         except KieError as exc:
             bound.warning("recordInfo failed", code=exc.code)
-            await self._schedule(job, now)
+        if info is not None:
+            bound.info("polled", task_id=job.task_id, state=info.state, poll=True)
+            if info.is_final:
+                await self._finish(tenant, job.id, _outcome(info))
+                return
+        if now >= job.deadline_at:
+            await self._finish(tenant, job.id, Outcome(ok=False, reason="timeout", detail="deadline passed"))
             return
-        bound.info("polled", task_id=job.task_id, state=info.state, poll=True)
-        if info.is_final:
-            await self._finish(tenant, job.id, _outcome(info))
-            return
-        if info.state != job.kie_state:
+        if info is not None and info.state != job.kie_state:
             await self._pool.execute("UPDATE jobs SET kie_state = $2 WHERE id = $1", job.id, info.state)
             job = Job.from_row(await self._pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job.id))
             await self._notifier.progress(tenant, job, self._registry.get(job.model))

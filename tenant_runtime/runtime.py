@@ -196,10 +196,15 @@ class TenantRuntime:
             backoff.reset()
             conflicts = 0
             for update in updates:
-                offset = update.update_id + 1
                 payload = update.model_dump(mode="json", exclude_none=True, by_alias=True)
-                # Accept durably before the next getUpdates confirms the offset to Telegram.
-                if await self._accept(payload, update.update_id, source="polling"):
+                # Accept durably before the next getUpdates confirms the offset to Telegram; if the
+                # database is down, keep the offset here so Telegram hands the update out again.
+                accepted = await self._accept(payload, update.update_id, source="polling")
+                if accepted is None:
+                    await backoff.asleep()
+                    break
+                offset = update.update_id + 1
+                if accepted:
                     self._track(self._process(update, chat_of(payload)))
 
     async def _reclaim_forever(self) -> None:
@@ -258,7 +263,9 @@ class TenantRuntime:
         started = time.perf_counter()
         cid = correlation_id()
         ok = True
-        async with self._chat_locks.hold(chat_id or 0):
+        # A pre-checkout query must be answered within 10 s: it never queues behind a slow handler.
+        lock_key = (chat_id or 0) if update.pre_checkout_query is None else -update.update_id
+        async with self._chat_locks.hold(lock_key):
             with structlog.contextvars.bound_contextvars(
                 tenant=self.config.slug, update_id=update.update_id, correlation_id=cid
             ):
@@ -267,6 +274,17 @@ class TenantRuntime:
                 except (TelegramUnauthorizedError, TelegramNotFound) as exc:
                     ok = False
                     self.report_failure(TokenInvalid(exc.message))
+                except _DB_ERRORS as exc:
+                    # Left 'processing': the inbox lease hands it out again once the database is back
+                    # (a Stars payment, say, must not be dropped by a failover).
+                    self._log.warning(
+                        "database error while handling; will retry the update",
+                        update_id=update.update_id,
+                        error=type(exc).__name__,
+                    )
+                    await self._tell_unavailable(chat_id)
+                    metrics.UPDATES_FAILED.labels(self.config.slug).inc()
+                    return
                 except Exception:
                     ok = False
                     self._log.exception("handler failed", update_id=update.update_id, correlation_id=cid)

@@ -116,6 +116,7 @@ RU: dict[str, str] = {
     "topup.invoice_description": "{stars} звёзд → {amount} на баланс в {shop}",
     "topup.done": "✅ Баланс пополнен на {amount}. Теперь: {balance}",
     "topup.bad_payload": "Счёт устарел. Откройте пополнение заново.",
+    "topup.unverified": "Оплата получена, но не прошла проверку. Напишите в поддержку, код платежа: {charge}",
     # errors
     "error.generic": "Что-то пошло не так, с вас ничего не списано. Попробуйте ещё раз. Код: {cid}",
     "error.unavailable": "Сервис временно недоступен. Ваше сообщение будет обработано, как только он вернётся.",
@@ -146,6 +147,7 @@ RU: dict[str, str] = {
     "admin.refunded": "Возврат {stars} ⭐ выполнен, с баланса списано {amount}.",
     "admin.refund_refused": "Возврат невозможен: {reason}",
     "admin.refund_failed": "Telegram не выполнил возврат; баланс восстановлен.",
+    "admin.refund_unknown": "Telegram не ответил: неизвестно, прошёл ли возврат. Платёж отмечен «в обработке», проверьте вручную.",
     "alert.kie_credits": "⚠️ На ключе KIE закончились кредиты: генерации в боте не работают. Пополните баланс KIE.",
     "alert.kie_auth": "⚠️ KIE отклонил API-ключ бота: генерации не работают. Обновите ключ.",
 }
@@ -252,6 +254,7 @@ EN: dict[str, str] = {
     "topup.invoice_description": "{stars} Stars → {amount} on your balance in {shop}",
     "topup.done": "✅ Your balance was topped up by {amount}. Now: {balance}",
     "topup.bad_payload": "This invoice is outdated. Please open the top-up again.",
+    "topup.unverified": "Your payment arrived but did not pass verification. Please contact support, payment id: {charge}",
     "error.generic": "Something went wrong, nothing was charged. Please try again. Code: {cid}",
     "error.unavailable": "The service is temporarily unavailable. Your message will be handled as soon as it is back.",
     "admin.title": (
@@ -280,6 +283,7 @@ EN: dict[str, str] = {
     "admin.refunded": "Refunded {stars} ⭐; {amount} was deducted from the balance.",
     "admin.refund_refused": "Refund refused: {reason}",
     "admin.refund_failed": "Telegram did not perform the refund; the balance was restored.",
+    "admin.refund_unknown": "Telegram did not answer: the refund may or may not have happened. The payment is marked in progress; check it by hand.",
     "alert.kie_credits": "⚠️ The bot's KIE key is out of credits: generations do not work. Top up the KIE balance.",
     "alert.kie_auth": "⚠️ KIE rejected the bot's API key: generations do not work. Update the key.",
 }

@@ -11,7 +11,7 @@ import contextlib
 from decimal import Decimal, InvalidOperation
 
 from aiogram import F, Router
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -139,7 +139,7 @@ def _with_disabled(ctx: Ctx, disabled: frozenset[str]):  # type: ignore[no-untyp
     return replace(ctx.tenant, disabled_models=disabled)
 
 
-@router.message(Admin.user, F.text)
+@router.message(Admin.user, F.text & ~F.text.startswith("/"))
 async def lookup(message: Message, ctx: Ctx, state: FSMContext) -> None:
     raw = (message.text or "").strip()
     if not raw.isdigit():
@@ -183,8 +183,8 @@ def parse_adjustment(text: str) -> tuple[int, int, str] | None:
     return (int(parts[0]), int(minor), reason) if reason else None
 
 
-@router.message(Admin.credit, F.text)
-@router.message(Admin.debit, F.text)
+@router.message(Admin.credit, F.text & ~F.text.startswith("/"))
+@router.message(Admin.debit, F.text & ~F.text.startswith("/"))
 async def adjust(message: Message, ctx: Ctx, state: FSMContext) -> None:
     parsed = parse_adjustment(message.text or "")
     if parsed is None:
@@ -244,7 +244,7 @@ async def adjust(message: Message, ctx: Ctx, state: FSMContext) -> None:
     )
 
 
-@router.message(Admin.markup, F.text)
+@router.message(Admin.markup, F.text & ~F.text.startswith("/"))
 async def markup(message: Message, ctx: Ctx, state: FSMContext) -> None:
     try:
         value = Decimal((message.text or "").strip().replace(",", "."))
@@ -259,7 +259,7 @@ async def markup(message: Message, ctx: Ctx, state: FSMContext) -> None:
     await message.answer(ctx.t("admin.markup_set", markup=_plain(value)))
 
 
-@router.message(Admin.refund, F.text)
+@router.message(Admin.refund, F.text & ~F.text.startswith("/"))
 async def refund(message: Message, ctx: Ctx, state: FSMContext) -> None:
     await state.clear()
     charge_id = (message.text or "").strip()
@@ -276,10 +276,22 @@ async def refund(message: Message, ctx: Ctx, state: FSMContext) -> None:
         await message.bot.refund_star_payment(  # type: ignore[union-attr]
             user_id=pending.user_id, telegram_payment_charge_id=charge_id, request_timeout=15
         )
-    except TelegramAPIError as exc:
-        log.warning("refundStarPayment failed", tenant=tenant.slug, error=exc.message)
+    except (TelegramBadRequest, TelegramForbiddenError) as exc:
+        # Telegram refused: no Stars moved, so the balance comes back.
+        log.warning("refundStarPayment refused", tenant=tenant.slug, error=exc.message)
         await ledger.finish_star_refund(tenant.id, charge_id, ok=False)
         await message.answer(ctx.t("admin.refund_failed"))
+        return
+    except (TelegramAPIError, TimeoutError) as exc:
+        # No answer: the Stars may have gone back. Crediting the balance again could pay twice, so the
+        # payment stays 'refunding' for an operator to settle.
+        log.error(
+            "refundStarPayment outcome unknown; payment left refunding",
+            tenant=tenant.slug,
+            charge_id=charge_id,
+            error=type(exc).__name__,
+        )
+        await message.answer(ctx.t("admin.refund_unknown"))
         return
     await ledger.finish_star_refund(tenant.id, charge_id, ok=True)
     await message.answer(ctx.t("admin.refunded", stars=pending.stars, amount=ctx.money(pending.amount_minor)))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiogram import F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
@@ -32,9 +35,11 @@ async def start(message: Message, command: CommandObject, ctx: Ctx, state: FSMCo
             if granted:
                 referrer_user = await services.users.get(tenant.id, referrer)
                 lang = referrer_user.language if referrer_user else tenant.default_language
-                await message.bot.send_message(  # type: ignore[union-attr]
-                    referrer, text(lang, "referral_bonus", amount=ctx.money(tenant.referral_bonus))
-                )
+                # The referrer may have blocked the bot: the new user's /start must not fail for it.
+                with contextlib.suppress(TelegramAPIError):
+                    await message.bot.send_message(  # type: ignore[union-attr]
+                        referrer, text(lang, "referral_bonus", amount=ctx.money(tenant.referral_bonus))
+                    )
     if ctx.user.is_new and tenant.welcome_bonus > 0:
         await message.answer(ctx.t("welcome_bonus", amount=ctx.money(tenant.welcome_bonus)))
     await screens.show(message, await screens.main_menu(ctx), edit=False)

@@ -53,6 +53,9 @@ async def start_job(message: Message, ctx: Ctx, spec: ModelSpec, params: dict[st
         )
         return False
     if not created:
+        await message.answer(ctx.t("confirm.started_already"))
+        if job.status == "created" and job.kie_state is None:
+            services.jobs.spawn(services.jobs.submit(ctx.runtime, job))  # confirmed, never submitted (crash)
         return True
     progress = await message.answer(ctx.t("job.queued", title=screens.title(ctx, spec)))
     await services.jobs.set_progress_message(job.id, progress.message_id)

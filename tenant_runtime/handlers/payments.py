@@ -72,6 +72,7 @@ async def paid(message: Message, ctx: Ctx) -> None:
             tenant=ctx.tenant.slug,
             charge_id=payment.telegram_payment_charge_id,
         )
+        await message.answer(ctx.t("topup.unverified", charge=payment.telegram_payment_charge_id))
         return
     credited = await ctx.services.ledger.record_star_payment(
         ctx.tenant.id,
