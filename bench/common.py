@@ -435,30 +435,52 @@ class Profiler:
             self.error = err.decode(errors="replace")[-500:] or "py-spy wrote nothing"
 
     def summary(self, top: int = 15) -> dict[str, Any]:
-        """Top frames by inclusive and by own share of samples, from py-spy's collapsed stacks."""
+        """Shares of busy samples from py-spy's collapsed stacks: by own frame, and inclusive for our code.
+
+        Idle samples (a thread waiting on its queue, the loop waiting in select) are left out.
+        """
         if self.error is not None or not self.out.exists():
             return {"error": self.error or "no profile"}
         inclusive: dict[str, int] = {}
         own: dict[str, int] = {}
-        total = 0
+        busy = idle = 0
         for line in self.out.read_text(errors="replace").splitlines():
             stack, _, count_text = line.rpartition(" ")
-            if not count_text.isdigit():
+            frames = [f.strip() for f in stack.split(";") if f.strip()]
+            if not count_text.isdigit() or not frames:
                 continue
             count = int(count_text)
-            total += count
-            frames = [f.strip() for f in stack.split(";") if f.strip()]
-            if not frames:
+            if any(marker in frames[-1] for marker in _IDLE_LEAVES):
+                idle += count
                 continue
-            own[frames[-1]] = own.get(frames[-1], 0) + count
-            for frame in set(frames):
-                inclusive[frame] = inclusive.get(frame, 0) + count
+            busy += count
+            leaf = _function(frames[-1])
+            own[leaf] = own.get(leaf, 0) + count
+            for frame in {_function(f) for f in frames}:
+                if frame.split(" (", 1)[-1].startswith(_OUR_PACKAGES):
+                    inclusive[frame] = inclusive.get(frame, 0) + count
 
         def top_of(counts: dict[str, int]) -> list[list[Any]]:
             ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:top]
-            return [[round(100 * n / max(total, 1), 1), frame] for frame, n in ranked]
+            return [[round(100 * n / max(busy, 1), 1), frame] for frame, n in ranked]
 
-        return {"samples": total, "file": str(self.out), "own_pct": top_of(own), "inclusive_pct": top_of(inclusive)}
+        return {
+            "busy_samples": busy,
+            "idle_samples": idle,
+            "file": str(self.out),
+            "own_pct": top_of(own),
+            "our_code_inclusive_pct": top_of(inclusive),
+        }
+
+
+def _function(frame: str) -> str:
+    """`name (path.py:123)` -> `name (path.py)`: samples of one function, whatever the line."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit(':', 1)[0]})" if where else name
+
+
+_IDLE_LEAVES = ("concurrent/futures/thread.py:81", "EpollSelector.select", "Condition.wait", "_wait_for_tstate_lock")
+_OUR_PACKAGES = ("supervisor/", "tenant_runtime/", "shared/")
 
 
 def dump_json(path: Path, data: object) -> None:

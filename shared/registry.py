@@ -122,12 +122,13 @@ class FieldSpec(_Frozen):
     def _number(self, value: object) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError("must be a number")
+        # Compare as integers, not through float: above 2**53 floats lose the difference.
+        if self.type == "int" and isinstance(value, float) and not value.is_integer():
+            raise ValueError("must be a whole number")
         try:
             number = int(value) if self.type == "int" else float(value)
         except (ValueError, OverflowError):
             raise ValueError("must be a whole number" if self.type == "int" else "must be a number") from None
-        if self.type == "int" and number != float(value):
-            raise ValueError("must be a whole number")
         if not math.isfinite(number):
             raise ValueError("must be a finite number")
         if self.min is not None and number < self.min:
