@@ -22,8 +22,9 @@ router = Router(name="common")
 
 
 @router.message(CommandStart())
-async def start(message: Message, command: CommandObject, ctx: Ctx, state: FSMContext) -> None:
-    await state.clear()
+async def start(message: Message, command: CommandObject, ctx: Ctx, state: FSMContext, raw_state: str | None) -> None:
+    if raw_state is not None:  # aiogram already read the state: skip two writes for the common idle case
+        await state.clear()
     services, tenant = ctx.services, ctx.tenant
     payload = (command.args or "").strip()
     if ctx.user.is_new and payload.startswith("ref_"):
