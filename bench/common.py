@@ -384,7 +384,10 @@ async def webhook_secrets(stack: Stack) -> dict[str, str]:
 
 
 class Profiler:
-    """`py-spy record` on a pid for a bounded time; a no-op when py-spy is missing or not allowed."""
+    """`py-spy record` on a pid for a bounded time; a no-op when py-spy is missing or not allowed.
+
+    Blocking mode (the process is paused for each of 100 samples a second): slower, but whole stacks.
+    """
 
     def __init__(self, pid: int, out: Path, *, seconds: float) -> None:
         self.pid = pid
@@ -407,10 +410,9 @@ class Profiler:
             "--duration",
             str(max(1, math.ceil(self.seconds))),
             "--rate",
-            "200",
+            "100",
             "--format",
             "raw",
-            "--nonblocking",
             "--output",
             str(self.out),
             stdin=subprocess.DEVNULL,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import gc
 import itertools
 import json
 import time
@@ -174,6 +175,7 @@ async def closed_loop(
     gen: LoadGen, port: int, users: Sequence[User], *, concurrency: int, count: int, seconds: float, name: str
 ) -> Phase:
     """`concurrency` senders, each owning a disjoint slice of users, until `count` shots or `seconds`."""
+    await _settle()
     phase = Phase(name)
     remaining = count
     deadline = time.perf_counter() + seconds
@@ -197,6 +199,7 @@ async def closed_loop(
 
 async def open_loop(gen: LoadGen, port: int, users: Iterable[User], *, rate: float, seconds: float, name: str) -> Phase:
     """A fixed arrival rate whatever the replies do (no coordinated omission), for `seconds`."""
+    await _settle()
     phase = Phase(name)
     free = deque(users)
     total = int(rate * seconds)
@@ -227,6 +230,12 @@ async def open_loop(gen: LoadGen, port: int, users: Iterable[User], *, rate: flo
         phase.elapsed_s = time.perf_counter() - started
     match_replies(gen.telegram, phase.shots)
     return phase
+
+
+async def _settle() -> None:
+    """Start each measured phase from a quiet bench process: no garbage left to collect mid-run."""
+    gc.collect()
+    await asyncio.sleep(0.5)
 
 
 def match_replies(telegram: FakeTelegram, shots: Sequence[Shot]) -> None:

@@ -13,8 +13,12 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import asyncpg
+import psutil
 
 from bench.common import (
     INFO,
@@ -29,6 +33,8 @@ from bench.common import (
     at_most,
     by_state,
     launch,
+    median,
+    percentile,
     rounded,
     stop,
     webhook_secrets,
@@ -37,13 +43,28 @@ from bench.loadgen import Endpoint, LoadGen, Phase, User, closed_loop, is_menu, 
 from shared.testing.stack import ROOT, SupervisorProcess, free_port
 
 TENANTS = 100
-HERE = Path(__file__).resolve().parent
 
 
 def _plan(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"users_per_tenant": 3, "concurrency": 16, "count": 400, "closed_s": 20, "rate": 100, "open_s": 4}
-    return {"users_per_tenant": 10, "concurrency": 32, "count": 3000, "closed_s": 60, "rate": 100, "open_s": 15}
+        return {
+            "users_per_tenant": 3,
+            "concurrency": 16,
+            "count": 400,
+            "closed_s": 20,
+            "rate": 100,
+            "open_s": 4,
+            "open_repeats": 1,
+        }
+    return {
+        "users_per_tenant": 10,
+        "concurrency": 32,
+        "count": 3000,
+        "closed_s": 60,
+        "rate": 100,
+        "open_s": 15,
+        "open_repeats": 3,
+    }
 
 
 async def figure_webhook(bench: Bench) -> FigureResult:
@@ -72,22 +93,32 @@ async def figure_webhook(bench: Bench) -> FigureResult:
             await prober.close()
         bench.log(f"  webhook: {len(users)} users write /start through the fake (creates their chats)")
         details["chat_warmup_s"] = round(await _create_chats(stack, users), 2)
-        ours = await _run_server(bench, gen, port, users, plan, "ours", profile_pid=launched.pid)
+        ours = await _run_server(
+            bench,
+            gen,
+            port,
+            users,
+            plan,
+            "ours",
+            pid=launched.pid,
+            database_url=stack.database_url,
+            instance=launched.sup.name,
+        )
         details["ours_shutdown_s"] = round(await stop(launched.sup), 2)
 
-        baselines: dict[str, dict[str, Phase]] = {}
+        baselines: dict[str, Run] = {}
         for background in (False, True):
             label = f"baseline_bg_{str(background).lower()}"
             server = await _start_baseline(stack, endpoints, bench.workdir / "webhook", background=background)
             try:
-                baselines[label] = await _run_server(bench, gen, server.port, users, plan, label)
+                baselines[label] = await _run_server(bench, gen, server.port, users, plan, label, pid=server.proc.pid)
             finally:
                 await stop(server)
-    if "profile" in ours:
-        details["profile"] = ours.pop("profile")
-    details["ours"] = {name: phase.summary() for name, phase in ours.items()}
-    for label, phases in baselines.items():
-        details[label] = {name: phase.summary() for name, phase in phases.items()}
+    if ours.profile is not None:
+        details["profile"] = ours.profile
+    details["ours"] = ours.summary()
+    for label, run in baselines.items():
+        details[label] = run.summary()
     return FigureResult(rows=_rows(ours, baselines, plan), details=details)
 
 
@@ -108,6 +139,31 @@ async def _create_chats(stack: BenchStack, users: list[User]) -> float:
     return time.perf_counter() - started
 
 
+@dataclass
+class Run:
+    """One server's share of the figure."""
+
+    closed: Phase
+    opened: list[Phase]
+    usage: dict[str, Any]
+    profile: dict[str, Any] | None = None
+
+    def open_p99(self) -> float | None:
+        """The median over the open-loop repeats of each repeat's p99."""
+        return median([p for p in (_pct(phase, 99) for phase in self.opened) if p is not None])
+
+    def open_p50(self) -> float | None:
+        return median([p for p in (_pct(phase, 50) for phase in self.opened) if p is not None])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "closed": self.closed.summary(),
+            "open": [phase.summary() for phase in self.opened],
+            "open_p99_ms_median": rounded(self.open_p99(), 2),
+            "usage_closed_loop": self.usage,
+        }
+
+
 async def _run_server(
     bench: Bench,
     gen: LoadGen,
@@ -116,24 +172,91 @@ async def _run_server(
     plan: dict[str, Any],
     label: str,
     *,
-    profile_pid: int | None = None,
-) -> dict[str, Any]:
+    pid: int,
+    database_url: str | None = None,
+    instance: str | None = None,
+) -> Run:
     bench.log(f"  webhook [{label}]: warm-up pass")
     await closed_loop(
         gen, port, users, concurrency=plan["concurrency"], count=len(users), seconds=plan["closed_s"], name="warmup"
     )
     bench.log(f"  webhook [{label}]: closed loop, {plan['concurrency']} senders, {plan['count']} updates")
-    out: dict[str, Any] = {}
-    if bench.profile and profile_pid is not None:
-        profiler = Profiler(profile_pid, HERE / "profiles" / f"webhook-{label}.txt", seconds=plan["closed_s"])
+    meter = await Meter.start(pid, database_url, instance)
+    profile = None
+    if bench.profile and instance is not None:
+        profiler = Profiler(pid, bench.workdir / "profiles" / f"webhook-{label}.txt", seconds=plan["closed_s"])
         async with profiler:
-            out["closed"] = await _closed(gen, port, users, plan)
-        out["profile"] = profiler.summary()
+            closed = await _closed(gen, port, users, plan)
+        profile = profiler.summary()
     else:
-        out["closed"] = await _closed(gen, port, users, plan)
-    bench.log(f"  webhook [{label}]: open loop, {plan['rate']}/s for {plan['open_s']} s")
-    out["open"] = await open_loop(gen, port, users, rate=plan["rate"], seconds=plan["open_s"], name="open")
-    return out
+        closed = await _closed(gen, port, users, plan)
+    usage = await meter.stop(len(closed.ok))
+    opened = []
+    for repeat in range(plan["open_repeats"]):
+        bench.log(f"  webhook [{label}]: open loop #{repeat + 1}, {plan['rate']}/s for {plan['open_s']} s")
+        opened.append(await open_loop(gen, port, users, rate=plan["rate"], seconds=plan["open_s"], name="open"))
+    return Run(closed, opened, usage, profile)
+
+
+class Meter:
+    """CPU seconds of the server process (and of its Postgres backends) and committed transactions."""
+
+    def __init__(self, pid: int, database_url: str | None, instance: str | None) -> None:
+        self.pid = pid
+        self.database_url = database_url
+        self.instance = instance
+        self.cpu = 0.0
+        self.backends: dict[int, float] = {}
+        self.xacts = 0
+
+    @classmethod
+    async def start(cls, pid: int, database_url: str | None, instance: str | None) -> Meter:
+        meter = cls(pid, database_url, instance)
+        meter.cpu = _cpu(pid)
+        meter.backends, meter.xacts = await meter._database()
+        return meter
+
+    async def stop(self, updates: int) -> dict[str, Any]:
+        cpu = _cpu(self.pid) - self.cpu
+        if self.instance is not None:
+            # A backend publishes its counters at its next transaction, or after 10 s idle (PGSTAT_IDLE_INTERVAL).
+            await asyncio.sleep(11)
+        backends, xacts = await self._database()
+        pg_cpu = sum(after - self.backends.get(pid, 0.0) for pid, after in backends.items())
+        per = max(updates, 1)
+        return {
+            "updates": updates,
+            "server_cpu_ms_per_update": round(cpu * 1000 / per, 3),
+            "postgres_cpu_ms_per_update": round(pg_cpu * 1000 / per, 3) if self.instance else None,
+            "transactions_per_update": round((xacts - self.xacts) / per, 2) if self.instance else None,
+        }
+
+    async def _database(self) -> tuple[dict[int, float], int]:
+        if self.database_url is None or self.instance is None:
+            return {}, 0
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            pids = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1",
+                f"%{self.instance}",
+            )
+            xacts = await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        finally:
+            await conn.close()
+        return {r["pid"]: _cpu(r["pid"]) for r in pids}, int(xacts)
+
+
+def _cpu(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def _pct(phase: Phase, q: float) -> float | None:
+    value = percentile(phase.latencies(), q)
+    return None if value is None else value * 1000
 
 
 async def _closed(gen: LoadGen, port: int, users: list[User], plan: dict[str, Any]) -> Phase:
@@ -184,52 +307,54 @@ async def _start_baseline(
     return server
 
 
-def _rows(ours: dict[str, Any], baselines: dict[str, dict[str, Phase]], plan: dict[str, Any]) -> list[Row]:
-    closed: Phase = ours["closed"]
-    opened: Phase = ours["open"]
+def _rows(ours: Run, baselines: dict[str, Run], plan: dict[str, Any]) -> list[Row]:
     inline = baselines["baseline_bg_false"]
     background = baselines["baseline_bg_true"]
-    ours_tp = closed.throughput()
-    best_label, best = max(
-        (("in-line", inline), ("background", background)), key=lambda kv: kv[1]["closed"].throughput() or 0
+    ours_tp = ours.closed.throughput()
+    inline_tp, background_tp = inline.closed.throughput(), background.closed.throughput()
+    best_label, best_tp = max(
+        (("in-line", inline_tp or 0.0), ("background", background_tp or 0.0)), key=lambda kv: kv[1]
     )
-    best_tp = best["closed"].throughput()
     ratio = ours_tp / best_tp if ours_tp and best_tp else None
-    inline_ratio = ours_tp / (inline["closed"].throughput() or 0) if ours_tp and inline["closed"].throughput() else None
-    p99 = _p99(opened)
-    base_p99 = _p99(inline["open"])
-    bg_p99 = _p99(background["open"])
-    c = plan["concurrency"]
-    rows = [
+    inline_ratio = ours_tp / inline_tp if ours_tp and inline_tp else None
+    p99, base_p99, bg_p99 = ours.open_p99(), inline.open_p99(), background.open_p99()
+    repeats = (
+        f"median p99 of {plan['open_repeats']} × {plan['open_s']} s"
+        if plan["open_repeats"] > 1
+        else f"{plan['open_s']} s"
+    )
+    u, b = ours.usage, inline.usage
+    ours_cpu = u["server_cpu_ms_per_update"] + (u["postgres_cpu_ms_per_update"] or 0.0)
+    return [
         Row(
             "webhook",
             "ours_throughput",
-            f"ours: closed loop, {c} senders",
+            f"ours: closed loop, {plan['concurrency']} senders",
             rounded(ours_tp, 1),
             "upd/s",
             "—",
             INFO,
-            _phase_note(closed),
+            _phase_note(ours.closed),
         ),
         Row(
             "webhook",
             "baseline_inline_throughput",
             "aiogram baseline (in-line)",
-            rounded(inline["closed"].throughput(), 1),
+            rounded(inline_tp, 1),
             "upd/s",
             "—",
             INFO,
-            _phase_note(inline["closed"]),
+            _phase_note(inline.closed),
         ),
         Row(
             "webhook",
             "baseline_background_throughput",
             "aiogram baseline (background)",
-            rounded(background["closed"].throughput(), 1),
+            rounded(background_tp, 1),
             "upd/s",
             "—",
             INFO,
-            _phase_note(background["closed"]),
+            _phase_note(background.closed),
         ),
         Row(
             "webhook",
@@ -243,13 +368,24 @@ def _rows(ours: dict[str, Any], baselines: dict[str, dict[str, Phase]], plan: di
         ),
         Row(
             "webhook",
+            "cpu_per_update_ms",
+            "CPU per update: ours / baseline",
+            rounded(ours_cpu, 2),
+            "ms",
+            "—",
+            INFO,
+            f"ours {u['server_cpu_ms_per_update']} ms + its Postgres backends {u['postgres_cpu_ms_per_update']} ms, "
+            f"{u['transactions_per_update']} transactions/update; baseline (in-line) {b['server_cpu_ms_per_update']} ms",
+        ),
+        Row(
+            "webhook",
             "ours_p99_100rps_ms",
             f"ours: p99 at {plan['rate']} upd/s",
             rounded(p99, 1),
             "ms",
             "≤ 50 ms",
             at_most(p99, 50),
-            f"open loop {plan['open_s']} s; p50 {_p50(opened) or 0:.1f} ms; " + _phase_note(opened),
+            f"{repeats}; p50 {ours.open_p50() or 0:.1f} ms; POST start → reply at the fake",
         ),
         Row(
             "webhook",
@@ -259,7 +395,7 @@ def _rows(ours: dict[str, Any], baselines: dict[str, dict[str, Phase]], plan: di
             "ms",
             "—",
             INFO,
-            f"in-line; background variant p99 {bg_p99 or 0:.1f} ms",
+            f"in-line, {repeats}; background variant {bg_p99 or 0:.1f} ms",
         ),
         Row(
             "webhook",
@@ -272,17 +408,6 @@ def _rows(ours: dict[str, Any], baselines: dict[str, dict[str, Phase]], plan: di
             "at the fixed rate, vs the in-line baseline",
         ),
     ]
-    return rows
-
-
-def _p99(phase: Phase) -> float | None:
-    value = phase.summary()["reply_p99_ms"]
-    return float(value) if value is not None else None
-
-
-def _p50(phase: Phase) -> float | None:
-    value = phase.summary()["reply_p50_ms"]
-    return float(value) if value is not None else None
 
 
 def _phase_note(phase: Phase) -> str:
