@@ -44,12 +44,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """No reset query on release: it is a second round trip for every pooled query, and pooled
+    connections never hold session state (advisory locks and LISTEN live on dedicated connections,
+    nothing runs SET). asyncpg still ends any open transaction before calling this."""
+
+
 async def create_pool(dsn: str, size: int, *, application_name: str = "tg-supervisor") -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=1,
         max_size=size,
         init=_init_connection,
+        reset=_keep_session,
         command_timeout=30,
         timeout=10,
         server_settings={"application_name": application_name},
