@@ -40,7 +40,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=HERE / "results.json", help="results JSON path")
     parser.add_argument("--md", type=Path, default=None, help="markdown table path (default: next to --out)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the supervisor during the webhook load")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the supervisor during the webhook closed loop (raw stacks in the run's temp dir, top frames in results.json)",
+    )
     return parser.parse_args(argv)
 
 

@@ -365,7 +365,7 @@ async def figure_connections(bench: Bench) -> FigureResult:
             Row(
                 "connections",
                 f"pg_connections_{n}",
-                f"Postgres connections, {n} tenants",
+                f"Postgres connections at {n} tenant{'' if n == 1 else 's'}",
                 value,
                 "",
                 f"≤ {limit}",
