@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +25,7 @@ Category = Literal["image", "edit", "video", "upscale", "audio"]
 CATEGORIES: tuple[Category, ...] = ("image", "edit", "video", "upscale", "audio")  # menu order
 Output = Literal["image", "video", "audio", "text"]
 FieldType = Literal["string", "int", "float", "bool", "enum", "image_url", "image_urls", "audio_url", "video_url"]
+FILE_TYPES: frozenset[FieldType] = frozenset({"image_url", "image_urls", "audio_url", "video_url"})
 Choice = str | bool  # a value a price mode's `when` can name: an enum value or a bool
 
 # attribute -> the field types it applies to
@@ -198,6 +198,11 @@ class ModelSpec(_Frozen):
     def sellable(self) -> bool:
         return self.api == "jobs" and (bool(self.prices) or self.free)
 
+    @property
+    def needs_files(self) -> bool:
+        """A required input is a file the bot must host for KIE (it needs PUBLIC_BASE_URL)."""
+        return any(f.required and f.type in FILE_TYPES for f in self.inputs)
+
     def field(self, name: str) -> FieldSpec | None:
         return next((f for f in self.inputs if f.name == name), None)
 
@@ -246,26 +251,31 @@ def to_kie_input(spec: ModelSpec, params: Mapping[str, object]) -> dict[str, obj
 
 
 class Registry:
+    """The loaded registry. Immutable, so the views every menu asks for are computed once here."""
+
     def __init__(self, models: Iterable[ModelSpec], credit_usd: Decimal) -> None:
         self.models = tuple(models)
         self.credit_usd = credit_usd
         self._by_id = {model.id: model for model in self.models}
+        self._sellable = tuple(model for model in self.models if model.sellable)
+        self._by_category: dict[str, tuple[ModelSpec, ...]] = {
+            category: tuple(model for model in self._sellable if model.category == category) for category in CATEGORIES
+        }
 
     def get(self, model_id: str) -> ModelSpec | None:
         return self._by_id.get(model_id)
 
     def sellable(self) -> tuple[ModelSpec, ...]:
         """Models that can be offered: priced or free."""
-        return tuple(model for model in self.models if model.sellable)
+        return self._sellable
 
     def categories(self) -> list[tuple[Category, int]]:
         """(category id, number of sellable models) for each category that has any, in menu order."""
-        counts = Counter(model.category for model in self.sellable())
-        return [(category, counts[category]) for category in CATEGORIES if counts[category]]
+        return [(category, len(self._by_category[category])) for category in CATEGORIES if self._by_category[category]]
 
     def by_category(self, category: str) -> tuple[ModelSpec, ...]:
         """The sellable models of `category`, in file order."""
-        return tuple(model for model in self.sellable() if model.category == category)
+        return self._by_category.get(category, ())
 
 
 class _RegistryFile(_Frozen):

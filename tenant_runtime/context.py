@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, User
 
-from shared.registry import ModelSpec
+from shared.registry import ModelSpec, Registry
 from tenant_runtime.config import Language, TenantConfig
 from tenant_runtime.pricing import format_money
 from tenant_runtime.quotes import cheapest, quote
@@ -19,6 +21,22 @@ from tenant_runtime.users import BotUser
 
 if TYPE_CHECKING:
     from tenant_runtime.runtime import TenantRuntime
+
+
+def _visible(spec: ModelSpec, disabled: frozenset[str], files_hosted: bool) -> bool:
+    return spec.id not in disabled and (files_hosted or not spec.needs_files)
+
+
+@functools.lru_cache(maxsize=1024)
+def offered(registry: Registry, disabled: frozenset[str], files_hosted: bool) -> Mapping[str, tuple[ModelSpec, ...]]:
+    """Category → the models a tenant with these settings offers. Every menu asks; the answer only
+    changes with the tenant's config, so it is computed once per distinct config."""
+    return MappingProxyType(
+        {
+            category: tuple(m for m in registry.by_category(category) if _visible(m, disabled, files_hosted))
+            for category, _ in registry.categories()
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -56,15 +74,19 @@ class Ctx:
 
     def visible(self, spec: ModelSpec) -> bool:
         """Sellable, not disabled by the tenant's admin, and its file inputs can be hosted."""
-        if not spec.sellable or spec.id in self.tenant.disabled_models:
-            return False
-        needs_files = any(
-            f.required and f.type in ("image_url", "image_urls", "audio_url", "video_url") for f in spec.inputs
-        )
-        return not needs_files or bool(self.services.settings.public_base_url)
+        return spec.sellable and _visible(spec, self.tenant.disabled_models, self._files_hosted)
 
-    def models(self, category: str) -> list[ModelSpec]:
-        return [m for m in self.services.registry.by_category(category) if self.visible(m)]
+    def models(self, category: str) -> tuple[ModelSpec, ...]:
+        return offered(self.services.registry, self.tenant.disabled_models, self._files_hosted).get(category, ())
+
+    def categories(self) -> list[tuple[str, int]]:
+        """(category, number of models this tenant offers in it) for the categories it offers at all."""
+        offer = offered(self.services.registry, self.tenant.disabled_models, self._files_hosted)
+        return [(category, len(models)) for category, models in offer.items() if models]
+
+    @property
+    def _files_hosted(self) -> bool:
+        return bool(self.services.settings.public_base_url)
 
     @property
     def is_admin(self) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
@@ -18,22 +21,32 @@ from tenant_runtime.callbacks import (
     ValueCb,
     WizardCb,
 )
+from tenant_runtime.config import Language
 from tenant_runtime.context import Ctx
+from tenant_runtime.texts import text
 
 PAGE_SIZE = 8
 
 
 def main_menu(ctx: Ctx) -> InlineKeyboardMarkup:
+    return _main_menu(ctx.lang, tuple(ctx.categories()))
+
+
+@functools.lru_cache(maxsize=256)
+def _main_menu(lang: Language, categories: tuple[tuple[str, int], ...]) -> InlineKeyboardMarkup:
+    # Shared by every user of every tenant with the same offer: aiogram's markups are frozen, and
+    # building this one (callback packing, the builder's deep copies) cost more than the rest of /start.
     kb = InlineKeyboardBuilder()
-    for category, _count in ctx.services.registry.categories():
-        visible = len(ctx.models(category))
-        if visible:
-            kb.button(text=f"{ctx.t('cat.' + category)} ({visible})", callback_data=CategoryCb(category=category))
-    kb.button(text=ctx.t("btn.balance"), callback_data=MenuCb(action="balance"))
-    kb.button(text=ctx.t("btn.topup"), callback_data=MenuCb(action="topup"))
-    kb.button(text=ctx.t("btn.history"), callback_data=MenuCb(action="history"))
-    kb.button(text=ctx.t("btn.help"), callback_data=MenuCb(action="help"))
-    kb.button(text=ctx.t("btn.language"), callback_data=MenuCb(action="lang"))
+    for category, count in categories:
+        kb.button(text=f"{text(lang, 'cat.' + category)} ({count})", callback_data=CategoryCb(category=category))
+    for action, key in (
+        ("balance", "btn.balance"),
+        ("topup", "btn.topup"),
+        ("history", "btn.history"),
+        ("help", "btn.help"),
+        ("lang", "btn.language"),
+    ):
+        kb.button(text=text(lang, key), callback_data=MenuCb(action=action))
     kb.adjust(2)
     return kb.as_markup()
 
@@ -44,7 +57,7 @@ def to_menu(ctx: Ctx) -> InlineKeyboardMarkup:
     return kb.as_markup()
 
 
-def catalog_page(ctx: Ctx, category: str, models: list[ModelSpec], page: int) -> InlineKeyboardMarkup:
+def catalog_page(ctx: Ctx, category: str, models: Sequence[ModelSpec], page: int) -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     for spec in models[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]:
         label = ctx.t(

@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from shared.registry import load_registry
 from shared.testing.fake_telegram_model import TranscriptEntry
 from shared.testing.stack import ScriptedUser, Stack, SupervisorProcess, buttons
 from tenant_runtime.ledger import Ledger
@@ -259,3 +260,25 @@ async def test_admin_panel_only_for_admins_of_this_tenant(
     assert prompt is not None and deduct is not None
     tenant_id = await db.fetchval("SELECT id FROM tenants WHERE slug = 'ux-shop'")
     assert await Ledger(db).reconcile(tenant_id) == []
+
+
+async def test_admin_switching_a_model_off_updates_the_menu_counts(stack: Stack, supervisor: SupervisorProcess) -> None:
+    shop = stack.tenants[0]
+    first = load_registry().sellable()[0]
+    category_label = {"image": "🖼 Изображения", "edit": "🪄 Редактирование", "video": "🎬 Видео"}[first.category]
+
+    def count(menu: TranscriptEntry) -> int:
+        label = next(n for n in labels(menu) if n.startswith(category_label + " ("))
+        return int(label.rsplit("(", 1)[1].rstrip(")"))
+
+    customer = ScriptedUser(stack.telegram, shop.token, next(_ids))
+    before = count(await customer.say("/start", expect="Выберите"))
+    admin = ScriptedUser(stack.telegram, shop.token, ADMIN)
+    panel = await admin.say("/admin", expect="Админ-панель")
+    models = await admin.tap(panel, "Модели", expect="включить/выключить")
+    models = await admin.tap(models, f"✅ {first.id}", expect="включить/выключить")
+    assert f"🚫 {first.id}" in labels(models)
+    assert count(await customer.say("/start", expect="Выберите")) == before - 1
+    models = await admin.tap(models, f"🚫 {first.id}", expect="включить/выключить")
+    assert f"✅ {first.id}" in labels(models)
+    assert count(await customer.say("/start", expect="Выберите")) == before

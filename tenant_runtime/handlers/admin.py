@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 
 from aiogram import F, Router
@@ -21,6 +22,7 @@ from shared import metrics
 from shared.logs import get_logger
 from tenant_runtime import keyboards, screens
 from tenant_runtime.callbacks import AdminCb
+from tenant_runtime.config import TenantConfig
 from tenant_runtime.context import Ctx
 from tenant_runtime.kie_client import KieError
 from tenant_runtime.ledger import InsufficientFunds, LedgerError, RefundRefused
@@ -133,9 +135,7 @@ async def admin_button(query: CallbackQuery, callback_data: AdminCb, ctx: Ctx, s
         )
 
 
-def _with_disabled(ctx: Ctx, disabled: frozenset[str]):  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
+def _with_disabled(ctx: Ctx, disabled: frozenset[str]) -> TenantConfig:
     return replace(ctx.tenant, disabled_models=disabled)
 
 

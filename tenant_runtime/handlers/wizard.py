@@ -15,7 +15,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from shared.registry import FieldSpec, ModelSpec
+from shared.registry import FILE_TYPES, FieldSpec, ModelSpec
 from tenant_runtime import keyboards, screens
 from tenant_runtime.callbacks import ValueCb, WizardCb
 from tenant_runtime.context import Ctx
@@ -23,8 +23,6 @@ from tenant_runtime.media import media_url
 from tenant_runtime.texts import Raw
 
 router = Router(name="wizard")
-
-FILE_TYPES = ("image_url", "image_urls", "audio_url", "video_url")
 
 
 class Wizard(StatesGroup):
