@@ -1,0 +1,35 @@
+"""The one aiogram HTTP session that every tenant's `Bot` shares."""
+
+from __future__ import annotations
+
+import aiogram.methods
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.methods import Response, TelegramMethod
+from pydantic import BaseModel
+
+from tenant_runtime.retry_after import RetryAfterMiddleware
+
+# aiogram validates every reply from Telegram as `Response[method.__returning__]`. pydantic caches
+# parametrised generic classes only weakly, so a garbage collection dropped them and the next call
+# rebuilt the class: milliseconds each time, a tenth of the CPU of a busy process. Holding them here
+# keeps pydantic's cache warm for the life of the process.
+_PINNED: list[type[BaseModel]] = []
+
+
+def pin_response_models() -> None:
+    if _PINNED:
+        return
+    returning: set[object] = set()
+    for name in aiogram.methods.__all__:
+        method = getattr(aiogram.methods, name)
+        if isinstance(method, type) and issubclass(method, TelegramMethod) and method is not TelegramMethod:
+            returning.add(method.__returning__)
+    _PINNED.extend(Response[kind] for kind in returning)  # type: ignore[valid-type]
+
+
+def build_session(api_base: str, *, limit: int) -> AiohttpSession:
+    pin_response_models()
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base), limit=limit)
+    session.middleware(RetryAfterMiddleware())
+    return session
