@@ -11,9 +11,9 @@ import contextlib
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, TelegramObject
@@ -24,6 +24,7 @@ from tenant_runtime import keyboards, screens
 from tenant_runtime.callbacks import AdminCb
 from tenant_runtime.config import TenantConfig
 from tenant_runtime.context import Ctx
+from tenant_runtime.filters import PLAIN_TEXT
 from tenant_runtime.kie_client import KieError
 from tenant_runtime.ledger import InsufficientFunds, LedgerError, RefundRefused
 from tenant_runtime.tenant_settings import set_markup, toggle_model
@@ -32,7 +33,7 @@ log = get_logger(__name__)
 router = Router(name="admin")
 
 
-def is_admin(_event: TelegramObject, ctx: Ctx) -> bool:
+async def is_admin(_event: TelegramObject, ctx: Ctx) -> bool:
     return ctx.is_admin
 
 
@@ -139,7 +140,7 @@ def _with_disabled(ctx: Ctx, disabled: frozenset[str]) -> TenantConfig:
     return replace(ctx.tenant, disabled_models=disabled)
 
 
-@router.message(Admin.user, F.text & ~F.text.startswith("/"))
+@router.message(StateFilter(Admin.user), PLAIN_TEXT)
 async def lookup(message: Message, ctx: Ctx, state: FSMContext) -> None:
     raw = (message.text or "").strip()
     if not raw.isdigit():
@@ -183,8 +184,8 @@ def parse_adjustment(text: str) -> tuple[int, int, str] | None:
     return (int(parts[0]), int(minor), reason) if reason else None
 
 
-@router.message(Admin.credit, F.text & ~F.text.startswith("/"))
-@router.message(Admin.debit, F.text & ~F.text.startswith("/"))
+@router.message(StateFilter(Admin.credit), PLAIN_TEXT)
+@router.message(StateFilter(Admin.debit), PLAIN_TEXT)
 async def adjust(message: Message, ctx: Ctx, state: FSMContext) -> None:
     parsed = parse_adjustment(message.text or "")
     if parsed is None:
@@ -244,7 +245,7 @@ async def adjust(message: Message, ctx: Ctx, state: FSMContext) -> None:
     )
 
 
-@router.message(Admin.markup, F.text & ~F.text.startswith("/"))
+@router.message(StateFilter(Admin.markup), PLAIN_TEXT)
 async def markup(message: Message, ctx: Ctx, state: FSMContext) -> None:
     try:
         value = Decimal((message.text or "").strip().replace(",", "."))
@@ -259,7 +260,7 @@ async def markup(message: Message, ctx: Ctx, state: FSMContext) -> None:
     await message.answer(ctx.t("admin.markup_set", markup=_plain(value)))
 
 
-@router.message(Admin.refund, F.text & ~F.text.startswith("/"))
+@router.message(StateFilter(Admin.refund), PLAIN_TEXT)
 async def refund(message: Message, ctx: Ctx, state: FSMContext) -> None:
     await state.clear()
     charge_id = (message.text or "").strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
@@ -15,6 +15,7 @@ from tenant_runtime import keyboards, screens
 from tenant_runtime.callbacks import HistoryCb, MenuCb
 from tenant_runtime.config import Language
 from tenant_runtime.context import Ctx
+from tenant_runtime.filters import COMMAND
 from tenant_runtime.texts import text
 
 log = get_logger(__name__)
@@ -115,7 +116,7 @@ async def language(message: Message, ctx: Ctx) -> None:
     await message.answer(text(lang, "language.set"))
 
 
-@router.message(F.text.startswith("/"))
+@router.message(COMMAND)
 async def unknown_command(message: Message, ctx: Ctx) -> None:
     """Registered after every command router (see build_routers); /admin of a non-admin lands here too."""
     await message.answer(ctx.t("unknown_command"), reply_markup=keyboards.to_menu(ctx))

@@ -6,7 +6,7 @@ successful_payment, exactly once per telegram_payment_charge_id, whoever receive
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.types import CallbackQuery, LabeledPrice, Message, PreCheckoutQuery
 
 from shared import metrics
@@ -14,6 +14,7 @@ from shared.logs import get_logger
 from tenant_runtime import keyboards
 from tenant_runtime.callbacks import TopupCb
 from tenant_runtime.context import Ctx
+from tenant_runtime.filters import PAYMENT
 from tenant_runtime.payments import sign_invoice_payload, verify_invoice_payload
 from tenant_runtime.screens import Screen
 
@@ -58,7 +59,7 @@ async def pre_checkout(query: PreCheckoutQuery, ctx: Ctx) -> None:
     await query.answer(ok=ok, error_message=None if ok else ctx.t("topup.bad_payload"))
 
 
-@router.message(F.successful_payment)
+@router.message(PAYMENT)
 async def paid(message: Message, ctx: Ctx) -> None:
     payment = message.successful_payment
     assert payment is not None

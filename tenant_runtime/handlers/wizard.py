@@ -11,6 +11,7 @@ import secrets
 from typing import Any
 
 from aiogram import F, Router
+from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
@@ -19,6 +20,7 @@ from shared.registry import FILE_TYPES, FieldSpec, ModelSpec
 from tenant_runtime import keyboards, screens
 from tenant_runtime.callbacks import ValueCb, WizardCb
 from tenant_runtime.context import Ctx
+from tenant_runtime.filters import FILE, PLAIN_TEXT
 from tenant_runtime.media import media_url
 from tenant_runtime.texts import Raw
 
@@ -170,7 +172,7 @@ async def _set(state: FSMContext, data: dict[str, Any], name: str, value: object
     await state.update_data(params=params)
 
 
-@router.message(Wizard.input, F.text & ~F.text.startswith("/"))
+@router.message(StateFilter(Wizard.input), PLAIN_TEXT)
 async def text_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
     current = await _current_or_menu(message, ctx, state)
     if current is None:
@@ -226,7 +228,7 @@ def _file_id(message: Message, field: FieldSpec) -> str | None:
     return None
 
 
-@router.message(Wizard.input, F.photo | F.document | F.audio | F.voice | F.video)
+@router.message(StateFilter(Wizard.input), FILE)
 async def file_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
     current = await _current_or_menu(message, ctx, state)
     if current is None:
@@ -256,7 +258,7 @@ async def file_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
     await _advance(message, ctx, state, edit=False)
 
 
-@router.message(Wizard.input)
+@router.message(StateFilter(Wizard.input))
 async def other_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
     current = await _current_or_menu(message, ctx, state)
     if current is None:
@@ -264,7 +266,7 @@ async def other_input(message: Message, ctx: Ctx, state: FSMContext) -> None:
     await message.answer(_prompt(ctx, current[1], 0))
 
 
-@router.callback_query(Wizard.input, ValueCb.filter())
+@router.callback_query(StateFilter(Wizard.input), ValueCb.filter())
 async def choose(query: CallbackQuery, callback_data: ValueCb, ctx: Ctx, state: FSMContext) -> None:
     current = await _current(ctx, state)
     if current is None or current[2]["step"] != callback_data.step or not isinstance(query.message, Message):
@@ -286,7 +288,7 @@ async def choose(query: CallbackQuery, callback_data: ValueCb, ctx: Ctx, state: 
     await _advance(query.message, ctx, state, edit=True)
 
 
-@router.callback_query(Wizard.input, WizardCb.filter(F.action == "more"))
+@router.callback_query(StateFilter(Wizard.input), WizardCb.filter(F.action == "more"))
 async def files_done(query: CallbackQuery, ctx: Ctx, state: FSMContext) -> None:
     await query.answer()
     if isinstance(query.message, Message):
