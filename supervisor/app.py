@@ -37,12 +37,13 @@ from shared.registry import RegistryError, load_registry
 from shared.settings import Settings, SettingsError, load_settings
 from supervisor import __version__
 from supervisor.bootstrap import BootError, load_keys, resolve_dsn
-from supervisor.http import ServerState, error_response, json_response
+from supervisor.http import error_response, json_response
 from supervisor.lifecycle import Lifecycle, State
 from supervisor.listener import TenantListener
 from supervisor.locks import Locker
 from supervisor.ops import OpsEndpoints
 from supervisor.smoke import run_smoke_test
+from supervisor.state import ServerState
 from supervisor.tenants import TenantError, TenantStore
 from tenant_runtime.config import TenantConfig
 from tenant_runtime.delivery import TelegramNotifier

@@ -1,20 +1,20 @@
 """The one HTTP server every tenant shares: health, readiness, Telegram webhooks, KIE callbacks.
 
-This module imports only aiohttp, so the server listens within a fraction of a second of process
-start, long before aiogram and the database are loaded. Everything that needs them is reached
-through `Backend`, which the supervisor plugs in once it has booted; until then `/health` answers
-200 ("starting") and webhooks answer 503, which makes Telegram redeliver later.
+This module imports only aiohttp, so it serves within a fraction of a second of process start, long
+before aiogram and the database are loaded (`supervisor.early` answers before even that). Everything
+that needs them is reached through `Backend`, which the supervisor plugs in once it has booted; until
+then `/health` answers 200 ("starting") and webhooks answer 503, which makes Telegram redeliver later.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
+
+from supervisor.state import ServerState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,16 +35,6 @@ class Backend(Protocol):
     async def status_json(self, request: web.Request) -> web.StreamResponse: ...
 
 
-@dataclass
-class ServerState:
-    instance: str
-    version: str
-    started_at: float = field(default_factory=time.time)
-    db_status: str = "connecting"
-    migrations_applied: bool = False
-    backend: Backend | None = None
-
-
 def json_response(data: object, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
 
@@ -58,24 +48,11 @@ def build_app(state: ServerState, *, max_body: int) -> web.Application:
     app = web.Application(client_max_size=max_body)
 
     async def health(_request: web.Request) -> web.Response:
-        body: dict[str, object] = {
-            "status": "ok",
-            "instance": state.instance,
-            "version": state.version,
-            "uptime_s": round(time.time() - state.started_at, 3),
-            "db": state.db_status,
-            "migrations_applied": state.migrations_applied,
-        }
-        if state.backend is not None:
-            body.update(state.backend.health())
-        else:
-            body["phase"] = "starting"
         # Always 200: one tenant's bad token must not make Render restart every bot.
-        return json_response(body)
+        return json_response(state.health())
 
     async def ready(_request: web.Request) -> web.Response:
-        ok = state.db_status == "ok" and state.migrations_applied and state.backend is not None
-        return json_response({"ready": ok, "db": state.db_status}, status=200 if ok else 503)
+        return json_response({"ready": state.ready, "db": state.db_status}, status=200 if state.ready else 503)
 
     def late(name: str) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:

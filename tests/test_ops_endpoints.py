@@ -19,9 +19,10 @@ from aiohttp import web
 from shared import metrics
 from shared.crypto import KeyRing, generate_key
 from shared.settings import Settings
-from supervisor.http import ServerState, build_app, error_response
+from supervisor.http import build_app, error_response
 from supervisor.lifecycle import Lifecycle, Slot, State
 from supervisor.ops import COOKIE_NAME, OpsEndpoints
+from supervisor.state import ServerState
 from supervisor.tenants import NewTenant, TenantStore
 from tenant_runtime.config import TenantConfig
 from tenant_runtime.runtime import TenantRuntime

@@ -1,0 +1,40 @@
+"""What the HTTP server knows about the process: who it is, how far boot got, and the backend once
+booted. Imports nothing heavy, so the early responder can use it before aiohttp is loaded."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from supervisor.http import Backend
+
+
+@dataclass
+class ServerState:
+    instance: str
+    version: str
+    started_at: float = field(default_factory=time.time)
+    db_status: str = "connecting"
+    migrations_applied: bool = False
+    backend: Backend | None = None
+
+    def health(self) -> dict[str, object]:
+        body: dict[str, object] = {
+            "status": "ok",
+            "instance": self.instance,
+            "version": self.version,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "db": self.db_status,
+            "migrations_applied": self.migrations_applied,
+        }
+        if self.backend is not None:
+            body.update(self.backend.health())
+        else:
+            body["phase"] = "starting"
+        return body
+
+    @property
+    def ready(self) -> bool:
+        return self.db_status == "ok" and self.migrations_applied and self.backend is not None
