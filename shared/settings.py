@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     kie_read_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
     job_timeout_seconds: int = Field(default=300, ge=10, le=3600)
     hold_ttl_seconds: int = Field(default=3600, ge=60)
+    # A Stars refund whose refundStarPayment got no answer is asked again after this long.
+    refund_settle_after_seconds: float = Field(default=300.0, gt=0)
     telegram_connection_limit: int = Field(default=200, ge=10, le=2000)
     webhook_max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     resync_interval_seconds: float = Field(default=60.0, gt=0)

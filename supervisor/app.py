@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import httpx
+from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import TelegramAPIError
 from aiogram.utils.backoff import Backoff, BackoffConfig
@@ -54,6 +55,7 @@ from tenant_runtime.jobs import JobService
 from tenant_runtime.kie_client import KieClient, KieClientConfig
 from tenant_runtime.ledger import Ledger
 from tenant_runtime.media import read_media_token
+from tenant_runtime.refunds import RefundSettler
 from tenant_runtime.runtime import Outcome, TenantRuntime
 from tenant_runtime.services import Services
 from tenant_runtime.telegram_session import build_session
@@ -182,6 +184,7 @@ class Supervisor:
             trust_window=self.settings.lock_trust_window_seconds,
         )
         self._services = services
+        refunds = RefundSettler(pool, ledger, settle_after=self.settings.refund_settle_after_seconds)
         self._ops = OpsEndpoints(self.settings, self.instance, lifecycle, pool, lambda: len(locker.held))
         await self._register_instance(pool)
 
@@ -215,6 +218,7 @@ class Supervisor:
             asyncio.create_task(listener.run(), name="listener"),
             asyncio.create_task(self._heartbeat(pool), name="instance-heartbeat"),
             asyncio.create_task(jobs.run_poller(self._active_runtimes), name="job-poller"),
+            asyncio.create_task(refunds.run(self._active_bots), name="refund-settler"),
             asyncio.create_task(self._housekeeping(services), name="housekeeping"),
         ]
         # What boot built (modules, registry, routers, the tenants' bots) lives as long as the process;
@@ -238,6 +242,9 @@ class Supervisor:
             for tid, slot in lifecycle.slots.items()
             if slot.state == State.ACTIVE and slot.runtime is not None
         }
+
+    def _active_bots(self) -> dict[int, Bot]:
+        return {tid: runtime.bot for tid, runtime in self._active_runtimes().items()}
 
     async def _housekeeping(self, services: Services) -> None:
         """Process-wide sweeps, safe to run in every replica at once."""

@@ -628,7 +628,8 @@ class Ledger:
                     f"cannot refund: the user has already spent {exc.missing} of it", spent=exc.missing
                 ) from None
             await c.execute(
-                """UPDATE star_payments SET status = 'refunding', refund_attempts = $3, refunded_by = $4
+                """UPDATE star_payments
+                   SET status = 'refunding', refund_attempts = $3, refunded_by = $4, refund_started_at = now()
                    WHERE tenant_id = $1 AND charge_id = $2""",
                 tenant_id,
                 charge_id,
@@ -679,7 +680,8 @@ class Ledger:
                 reason="Telegram refused the Stars refund",
             )
             await c.execute(
-                "UPDATE star_payments SET status = 'paid', refunded_by = NULL WHERE tenant_id = $1 AND charge_id = $2",
+                "UPDATE star_payments SET status = 'paid', refunded_by = NULL, refund_started_at = NULL "
+                "WHERE tenant_id = $1 AND charge_id = $2",
                 tenant_id,
                 charge_id,
             )

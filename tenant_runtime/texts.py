@@ -147,7 +147,7 @@ RU: dict[str, str] = {
     "admin.refunded": "Возврат {stars} ⭐ выполнен, с баланса списано {amount}.",
     "admin.refund_refused": "Возврат невозможен: {reason}",
     "admin.refund_failed": "Telegram не выполнил возврат; баланс восстановлен.",
-    "admin.refund_unknown": "Telegram не ответил: неизвестно, прошёл ли возврат. Платёж отмечен «в обработке», проверьте вручную.",
+    "admin.refund_unknown": "Telegram не ответил: неизвестно, прошёл ли возврат. Платёж отмечен «в обработке»; бот сам уточнит у Telegram через несколько минут.",
     "alert.kie_credits": "⚠️ На ключе KIE закончились кредиты: генерации в боте не работают. Пополните баланс KIE.",
     "alert.kie_auth": "⚠️ KIE отклонил API-ключ бота: генерации не работают. Обновите ключ.",
 }
@@ -283,7 +283,7 @@ EN: dict[str, str] = {
     "admin.refunded": "Refunded {stars} ⭐; {amount} was deducted from the balance.",
     "admin.refund_refused": "Refund refused: {reason}",
     "admin.refund_failed": "Telegram did not perform the refund; the balance was restored.",
-    "admin.refund_unknown": "Telegram did not answer: the refund may or may not have happened. The payment is marked in progress; check it by hand.",
+    "admin.refund_unknown": "Telegram did not answer: the refund may or may not have happened. The payment is marked in progress; the bot will ask Telegram again in a few minutes.",
     "alert.kie_credits": "⚠️ The bot's KIE key is out of credits: generations do not work. Top up the KIE balance.",
     "alert.kie_auth": "⚠️ KIE rejected the bot's API key: generations do not work. Update the key.",
 }

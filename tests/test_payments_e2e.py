@@ -10,11 +10,14 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
 
 from shared.crypto import KeyRing
 from shared.testing.stack import ScriptedUser, Stack, SupervisorProcess
 from supervisor.tenants import TenantStore
 from tenant_runtime.ledger import Ledger
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +35,10 @@ async def stack(module_database: str) -> AsyncIterator[Stack]:
 
 @pytest.fixture(scope="module")
 async def supervisors(stack: Stack) -> AsyncIterator[tuple[SupervisorProcess, SupervisorProcess]]:
-    a = await stack.start_supervisor("pay-a")
+    # Refunds left without Telegram's answer are asked about again after a second, not five minutes.
+    a = await stack.start_supervisor("pay-a", REFUND_SETTLE_AFTER_SECONDS="1")
     await a.wait_active(1)
-    b = await stack.start_supervisor("pay-b")
+    b = await stack.start_supervisor("pay-b", REFUND_SETTLE_AFTER_SECONDS="1")
     yield a, b
     await b.stop()
     await a.stop()
@@ -164,3 +168,71 @@ async def test_admin_refund_and_refusal_when_spent(
     await admin.say(charge2, expect="Возврат невозможен")
     assert await _balance(db, spender.user_id) == 2500
     assert await Ledger(db).reconcile(tenant_id) == []
+
+
+async def _payment_status(db: asyncpg.Pool, charge_id: str) -> str | None:
+    status: str | None = await db.fetchval("SELECT status FROM star_payments WHERE charge_id = $1", charge_id)
+    return status
+
+
+async def test_unanswered_refund_is_settled_by_asking_telegram_again(
+    stack: Stack, supervisors: tuple[SupervisorProcess, SupervisorProcess], db: asyncpg.Pool
+) -> None:
+    tenant = stack.tenants[0]
+    tenant_id = await db.fetchval("SELECT id FROM tenants WHERE slug = 'pay-shop'")
+    admin = ScriptedUser(stack.telegram, tenant.token, ADMIN)
+    buyer = ScriptedUser(stack.telegram, tenant.token, 8_500_006)
+    charge = await _buy(stack, buyer)
+    panel = await admin.say("/admin", expect="Админ-панель")
+    await admin.tap(panel, "Возврат звёзд", expect="id платежа")
+    # Telegram answers the refund call (the bot's next call) with a 5xx: did the Stars go back?
+    await stack.telegram.inject_faults(tenant.token, server_error_calls=1)
+    await admin.say(charge, expect="Telegram не ответил")
+    assert await _balance(db, buyer.user_id) == 0, "debited while the outcome is unknown"
+
+    async def settled() -> bool:
+        return await _payment_status(db, charge) == "refunded"
+
+    await wait_until(settled, timeout=20, what="the refund settled")
+    refund_calls = [
+        c
+        for c in stack.telegram.calls(tenant.token, "refundStarPayment")
+        if c.params.get("telegram_payment_charge_id") == charge
+    ]
+    assert len(refund_calls) == 2  # the unanswered one and the settler's
+    assert await _balance(db, buyer.user_id) == 0
+    assert await Ledger(db).reconcile(tenant_id) == []
+
+
+async def test_settler_credits_nothing_twice_when_telegram_had_refunded(
+    stack: Stack, supervisors: tuple[SupervisorProcess, SupervisorProcess], db: asyncpg.Pool
+) -> None:
+    tenant = stack.tenants[0]
+    tenant_id = await db.fetchval("SELECT id FROM tenants WHERE slug = 'pay-shop'")
+    ledger = Ledger(db)
+    buyer = ScriptedUser(stack.telegram, tenant.token, 8_500_007)
+    charge = await _buy(stack, buyer)
+    # The refund reached Telegram but its answer was lost: the ledger says 'refunding', Telegram says done.
+    await ledger.begin_star_refund(tenant_id, charge, ADMIN)
+    bot = Bot(tenant.token, session=AiohttpSession(api=stack.telegram.api_server))
+    try:
+        assert await bot.refund_star_payment(user_id=buyer.user_id, telegram_payment_charge_id=charge)
+    finally:
+        await bot.session.close()
+
+    async def settled() -> bool:
+        return await _payment_status(db, charge) == "refunded"
+
+    await wait_until(settled, timeout=20, what="the refund settled")
+    assert await _balance(db, buyer.user_id) == 0, "not credited back: the Stars did go back"
+    # A charge Telegram does not know is a definite refusal: the balance comes back, the payment is 'paid'.
+    await ledger.record_star_payment(tenant_id, buyer.user_id, "unknown-charge", 50, 7500, "test")
+    await ledger.begin_star_refund(tenant_id, "unknown-charge", ADMIN)
+    assert await _balance(db, buyer.user_id) == 0
+
+    async def reverted() -> bool:
+        return await _payment_status(db, "unknown-charge") == "paid"
+
+    await wait_until(reverted, timeout=20, what="the refused refund reverted")
+    assert await _balance(db, buyer.user_id) == 7500
+    assert await ledger.reconcile(tenant_id) == []

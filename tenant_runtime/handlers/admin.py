@@ -12,7 +12,6 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 
 from aiogram import Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -27,6 +26,7 @@ from tenant_runtime.context import Ctx
 from tenant_runtime.filters import PLAIN_TEXT
 from tenant_runtime.kie_client import KieError
 from tenant_runtime.ledger import InsufficientFunds, LedgerError, RefundRefused
+from tenant_runtime.refunds import Answer, ask_telegram
 from tenant_runtime.tenant_settings import set_markup, toggle_model
 
 log = get_logger(__name__)
@@ -273,24 +273,21 @@ async def refund(message: Message, ctx: Ctx, state: FSMContext) -> None:
     except LedgerError as exc:
         await message.answer(ctx.t("admin.refund_refused", reason=str(exc)))
         return
-    try:
-        await message.bot.refund_star_payment(  # type: ignore[union-attr]
-            user_id=pending.user_id, telegram_payment_charge_id=charge_id, request_timeout=15
-        )
-    except (TelegramBadRequest, TelegramForbiddenError) as exc:
+    answer, detail = await ask_telegram(message.bot, pending.user_id, charge_id)  # type: ignore[arg-type]
+    if answer is Answer.REFUSED:
         # Telegram refused: no Stars moved, so the balance comes back.
-        log.warning("refundStarPayment refused", tenant=tenant.slug, error=exc.message)
+        log.warning("refundStarPayment refused", tenant=tenant.slug, error=detail)
         await ledger.finish_star_refund(tenant.id, charge_id, ok=False)
         await message.answer(ctx.t("admin.refund_failed"))
         return
-    except (TelegramAPIError, TimeoutError) as exc:
-        # No answer: the Stars may have gone back. Crediting the balance again could pay twice, so the
-        # payment stays 'refunding' for an operator to settle.
+    if answer is Answer.UNKNOWN:
+        # No answer: the Stars may have gone back, and crediting the balance again could pay twice.
+        # The payment stays 'refunding'; the refund settler asks Telegram again later.
         log.error(
             "refundStarPayment outcome unknown; payment left refunding",
             tenant=tenant.slug,
             charge_id=charge_id,
-            error=type(exc).__name__,
+            error=detail,
         )
         await message.answer(ctx.t("admin.refund_unknown"))
         return
