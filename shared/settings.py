@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.stars import parse_packages
+
 TELEGRAM_API_DEFAULT = "https://api.telegram.org"
 KIE_BASE_DEFAULT = "https://api.kie.ai"
 SECRET_FIELDS = frozenset({"master_keys", "metrics_token", "operator_token", "database_url"})
@@ -71,15 +73,12 @@ class Settings(BaseSettings):
     @field_validator("stars_packages")
     @classmethod
     def _packages(cls, value: str) -> str:
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-        if not parts or not all(p.isdigit() and 1 <= int(p) <= 10000 for p in parts):
-            raise ValueError("must be a comma-separated list of Star amounts from 1 to 10000, e.g. 50,100,500")
-        return ",".join(parts)
+        return ",".join(str(p) for p in parse_packages(value))
 
     @property
-    def star_packages(self) -> list[tuple[int, int]]:
-        """(Stars, minor units credited) per package."""
-        return [(int(p), int(p) * self.stars_rate_minor) for p in self.stars_packages.split(",")]
+    def star_packages(self) -> tuple[int, ...]:
+        """The platform's default Stars packages (a tenant may set its own)."""
+        return parse_packages(self.stars_packages)
 
     @field_validator("log_level", mode="before")
     @classmethod

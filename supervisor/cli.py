@@ -33,6 +33,8 @@ from supervisor.validation import (
     parse_kie_key,
     parse_markup,
     parse_slug,
+    parse_stars_packages,
+    parse_stars_rate,
 )
 from tenant_runtime.config import BotMode, Language
 
@@ -55,6 +57,8 @@ def _build_parser() -> argparse.ArgumentParser:
     add.add_argument("--mode", choices=["webhook", "polling"], default=None)
     add.add_argument("--welcome-bonus", type=int, default=0, help="minor units credited to each new user")
     add.add_argument("--referral-bonus", type=int, default=0, help="minor units for the referrer")
+    add.add_argument("--stars-packages", help="Stars top-up packages, e.g. 50,100,500 (default: STARS_PACKAGES)")
+    add.add_argument("--stars-rate", help="minor units credited per Star (default: STARS_RATE_MINOR)")
     add.add_argument("--verify", action="store_true", help="call getMe before saving")
     lst = tsub.add_parser("list")
     lst.add_argument("--json", action="store_true")
@@ -70,6 +74,8 @@ def _build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--mode", choices=["webhook", "polling"])
     upd.add_argument("--welcome-bonus", type=int)
     upd.add_argument("--referral-bonus", type=int)
+    upd.add_argument("--stars-packages", help="e.g. 50,100,500, or 'default' for STARS_PACKAGES")
+    upd.add_argument("--stars-rate", help="minor units per Star, or 'default' for STARS_RATE_MINOR")
     upd.add_argument("--bot-token", action="store_true", help="replace the bot token (BOT_TOKEN or prompt)")
     upd.add_argument("--kie-key", action="store_true", help="replace the KIE API key (KIE_API_KEY or prompt)")
     upd.add_argument("--kie-webhook-key", action="store_true", help="set KIE's webhook HMAC key (KIE_WEBHOOK_KEY)")
@@ -130,6 +136,8 @@ async def _tenants(args: argparse.Namespace, settings: Settings, store: TenantSt
         markup = parse_markup(args.markup)
         if args.welcome_bonus < 0 or args.referral_bonus < 0:
             raise InputError("bonuses must be zero or positive")
+        packages = parse_stars_packages(args.stars_packages) if args.stars_packages is not None else ()
+        rate = parse_stars_rate(args.stars_rate) if args.stars_rate is not None else 0
         token, bot_id = parse_bot_token(_secret("BOT_TOKEN", "Bot token"))
         kie_key = parse_kie_key(_secret("KIE_API_KEY", "KIE API key"))
         if args.verify:
@@ -148,6 +156,8 @@ async def _tenants(args: argparse.Namespace, settings: Settings, store: TenantSt
                 kie_webhook_key=os.environ.get("KIE_WEBHOOK_KEY") or None,
                 welcome_bonus=args.welcome_bonus,
                 referral_bonus=args.referral_bonus,
+                stars_packages=packages or None,
+                stars_rate_minor=rate or None,
             )
         )
         print(f"added tenant {config.slug} (lock key {config.lock_key}, webhook path /webhook/{config.slug})")
@@ -174,6 +184,8 @@ async def _tenants(args: argparse.Namespace, settings: Settings, store: TenantSt
             _print_tenant(info)
     elif action == "update":
         slug = parse_slug(args.slug)
+        if (args.welcome_bonus or 0) < 0 or (args.referral_bonus or 0) < 0:
+            raise InputError("bonuses must be zero or positive")
         new_token = parse_bot_token(_secret("BOT_TOKEN", "Bot token")) if args.bot_token else None
         if new_token is not None and args.verify:
             await _verify_token(settings, new_token[0])
@@ -188,6 +200,8 @@ async def _tenants(args: argparse.Namespace, settings: Settings, store: TenantSt
             bot_mode=args.mode,
             welcome_bonus=args.welcome_bonus,
             referral_bonus=args.referral_bonus,
+            stars_packages=parse_stars_packages(args.stars_packages) if args.stars_packages is not None else None,
+            stars_rate_minor=parse_stars_rate(args.stars_rate) if args.stars_rate is not None else None,
         )
         config = await store.update(slug, changes)
         print(f"updated tenant {config.slug} (config version {config.config_version})")

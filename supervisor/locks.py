@@ -117,7 +117,9 @@ class Locker:
         candidates = sorted((tid for tid in wanted if tid not in self.held), key=lambda tid: wanted[tid])
         acquired: set[int] = set()
         if room > 0 and candidates:
-            keys = [wanted[tid] for tid in candidates[: max(room * 2, room + 16)]]
+            # Every candidate, not just the lowest keys: the other processes keep the lowest keys and
+            # release the highest, so a window over the lowest could miss every free lock for good.
+            keys = [wanted[tid] for tid in candidates]
             got = await conn.fetch(
                 "SELECT k FROM unnest($2::int[]) AS k WHERE pg_try_advisory_lock($1, k)",
                 LOCK_NS_TENANT,

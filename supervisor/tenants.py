@@ -46,6 +46,8 @@ class NewTenant:
     kie_webhook_key: str | None = None
     welcome_bonus: int = 0
     referral_bonus: int = 0
+    stars_packages: tuple[int, ...] | None = None
+    stars_rate_minor: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class TenantChanges:
     welcome_bonus: int | None = None
     referral_bonus: int | None = None
     disabled_models: list[str] | None = None
+    # () / 0 put the tenant back on the platform's Stars packages / rate; None leaves them as they are.
+    stars_packages: tuple[int, ...] | None = None
+    stars_rate_minor: int | None = None
 
 
 def _scope(tenant_id: int) -> str:
@@ -96,9 +101,9 @@ class TenantStore:
             await conn.execute(
                 """INSERT INTO tenants (id, slug, display_name, bot_id, bot_token_enc, kie_api_key_enc,
                        kie_webhook_key_enc, webhook_secret_enc, callback_secret_enc, admin_ids, markup,
-                       default_language, bot_mode, welcome_bonus, referral_bonus)
+                       default_language, bot_mode, welcome_bonus, referral_bonus, stars_packages, stars_rate_minor)
                    OVERRIDING SYSTEM VALUE
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)""",
                 tenant_id,
                 new.slug,
                 new.display_name,
@@ -114,6 +119,8 @@ class TenantStore:
                 new.bot_mode,
                 new.welcome_bonus,
                 new.referral_bonus,
+                list(new.stars_packages) if new.stars_packages else None,
+                new.stars_rate_minor,
             )
             row = await conn.fetchrow("SELECT * FROM tenants WHERE id = $1", tenant_id)
         return self._config(row)
@@ -155,6 +162,10 @@ class TenantStore:
                 value = getattr(changes, name)
                 if value is not None:
                     sets[name] = value
+            if changes.stars_packages is not None:
+                sets["stars_packages"] = list(changes.stars_packages) or None
+            if changes.stars_rate_minor is not None:
+                sets["stars_rate_minor"] = changes.stars_rate_minor or None
             if not sets:
                 raise TenantError("nothing to update: give at least one option")
             row = await self._write(conn, tid, sets)
@@ -275,6 +286,8 @@ class TenantStore:
             referral_bonus=row["referral_bonus"],
             disabled_models=frozenset(row["disabled_models"]),
             config_version=row["config_version"],
+            stars_packages=tuple(row["stars_packages"]) if row["stars_packages"] else None,
+            stars_rate_minor=row["stars_rate_minor"],
         )
 
 
@@ -297,6 +310,8 @@ def describe(config: TenantConfig, last_error: str | None = None) -> dict[str, o
         "welcome_bonus": config.welcome_bonus,
         "referral_bonus": config.referral_bonus,
         "disabled_models": sorted(config.disabled_models),
+        "stars_packages": list(config.stars_packages) if config.stars_packages else None,
+        "stars_rate_minor": config.stars_rate_minor,
         "config_version": config.config_version,
         "webhook_path": f"/webhook/{config.slug}",
     }

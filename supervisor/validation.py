@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from shared.stars import parse_packages
+
 SLUG_RE = re.compile(r"^[a-z0-9-]{3,32}$")
 TOKEN_RE = re.compile(r"^(\d{5,16}):[A-Za-z0-9_-]{35}$")
 
@@ -64,3 +66,30 @@ def parse_kie_key(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.\-]{16,256}", key):
         raise InputError("KIE API key has the wrong shape: expected 16-256 letters, digits, '_', '-' or '.'")
     return key
+
+
+# "default" puts a tenant back on the platform's STARS_PACKAGES / STARS_RATE_MINOR.
+DEFAULT = "default"
+MAX_STARS_RATE_MINOR = 1_000_000
+
+
+def parse_stars_packages(value: str) -> tuple[int, ...]:
+    """A tenant's Stars packages; () for "default"."""
+    if value.strip() == DEFAULT:
+        return ()
+    try:
+        return parse_packages(value)
+    except ValueError as exc:
+        raise InputError(f"stars packages {value!r}: {exc}") from None
+
+
+def parse_stars_rate(value: str) -> int:
+    """Minor units credited per Star; 0 for "default"."""
+    raw = value.strip()
+    if raw == DEFAULT:
+        return 0
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_STARS_RATE_MINOR:
+        raise InputError(
+            f"stars rate {value!r} must be a whole number of minor units from 1 to {MAX_STARS_RATE_MINOR}, or 'default'"
+        )
+    return int(raw)

@@ -31,6 +31,9 @@ class TenantConfig:
     referral_bonus: int
     disabled_models: frozenset[str]
     config_version: int
+    # None: the platform's STARS_PACKAGES / STARS_RATE_MINOR.
+    stars_packages: tuple[int, ...] | None = None
+    stars_rate_minor: int | None = None
 
     @property
     def secrets(self) -> tuple[str | None, ...]:

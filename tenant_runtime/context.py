@@ -89,6 +89,14 @@ class Ctx:
         return bool(self.services.settings.public_base_url)
 
     @property
+    def star_packages(self) -> list[tuple[int, int]]:
+        """(Stars, minor units credited) per top-up package: the tenant's own, else the platform's."""
+        settings = self.services.settings
+        packages = self.tenant.stars_packages or settings.star_packages
+        rate = self.tenant.stars_rate_minor or settings.stars_rate_minor
+        return [(stars, stars * rate) for stars in packages]
+
+    @property
     def is_admin(self) -> bool:
         return self.user.user_id in self.tenant.admin_ids
 

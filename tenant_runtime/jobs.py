@@ -113,6 +113,13 @@ class Job:
 
 
 @dataclass(frozen=True)
+class DayCounts:
+    succeeded: int
+    failed: int
+    open: int
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How a job ended. `reason` is a text-catalog key suffix (fail.<reason>) for failures."""
 
@@ -514,6 +521,31 @@ class JobService:
                 user_id,
             )
         )
+
+    async def started(self, tenant_id: int, idempotency_key: str) -> bool:
+        """A job exists for this confirm screen (the user tapped Generate before)."""
+        found = await self._pool.fetchval(
+            "SELECT 1 FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2", tenant_id, idempotency_key
+        )
+        return found is not None
+
+    async def count_for_user(self, tenant_id: int, user_id: int) -> int:
+        return int(
+            await self._pool.fetchval(
+                "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND user_id = $2", tenant_id, user_id
+            )
+        )
+
+    async def today(self, tenant_id: int) -> DayCounts:
+        """Today's (UTC) jobs of a tenant by outcome."""
+        row = await self._pool.fetchrow(
+            """SELECT count(*) FILTER (WHERE status IN ('succeeded', 'delivered')) AS succeeded,
+                      count(*) FILTER (WHERE status = 'failed') AS failed,
+                      count(*) FILTER (WHERE status IN ('created', 'submitted')) AS open
+               FROM jobs WHERE tenant_id = $1 AND created_at >= date_trunc('day', now())""",
+            tenant_id,
+        )
+        return DayCounts(row["succeeded"], row["failed"], row["open"])
 
     async def get(self, tenant_id: int, job_id: int) -> Job | None:
         row = await self._pool.fetchrow("SELECT * FROM jobs WHERE id = $1 AND tenant_id = $2", job_id, tenant_id)

@@ -696,6 +696,15 @@ class Ledger:
             )
         return Balance(0, 0) if row is None else Balance(row["available"], row["held"])
 
+    async def committed_today(self, tenant_id: int) -> int:
+        """What users of a tenant paid for generations today (UTC), in minor units."""
+        total = await self._pool.fetchval(
+            "SELECT coalesce(sum(amount), 0) FROM ledger_entries WHERE tenant_id = $1 AND kind = 'commit' "
+            "AND created_at >= date_trunc('day', now())",
+            tenant_id,
+        )
+        return int(total)
+
     async def history(
         self,
         tenant_id: int,

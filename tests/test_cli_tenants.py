@@ -54,6 +54,18 @@ async def test_add_list_show_update_disable_enable_remove(database_url: str, kie
     assert info2["markup"] == "3.000" and info2["default_language"] == "en"
     assert info2["config_version"] == version + 1
     assert info2["lock_key"] == info["lock_key"], "the lock key is stable for the tenant's life"
+    assert info2["stars_packages"] is None and info2["stars_rate_minor"] is None, "platform defaults"
+
+    stars = await run_cli(["tenants", "update", "cli-shop", "--stars-packages", "100, 25", "--stars-rate", "120"], env)
+    assert stars.code == 0, stars.text
+    info3 = json.loads((await run_cli(["tenants", "show", "cli-shop", "--json"], env)).out)
+    assert info3["stars_packages"] == [25, 100] and info3["stars_rate_minor"] == 120
+    reset = await run_cli(
+        ["tenants", "update", "cli-shop", "--stars-packages", "default", "--stars-rate", "default"], env
+    )
+    assert reset.code == 0, reset.text
+    info4 = json.loads((await run_cli(["tenants", "show", "cli-shop", "--json"], env)).out)
+    assert info4["stars_packages"] is None and info4["stars_rate_minor"] is None
 
     new_token = _token(700000001)
     rotated = await run_cli(["tenants", "update", "cli-shop", "--bot-token"], {**env, "BOT_TOKEN": new_token})
@@ -90,6 +102,15 @@ async def test_add_list_show_update_disable_enable_remove(database_url: str, kie
         (["tenants", "disable", "no-such"], {}, "no tenant 'no-such'"),
         (["tenants", "remove", "no-such"], {}, "no tenant 'no-such'"),
         (["tenants", "update", "no-such", "--markup", "2"], {}, "no tenant 'no-such'"),
+        (["tenants", "add", "ok-slug", "--name", "x", "--stars-packages", "50,abc"], {}, "stars packages '50,abc'"),
+        (["tenants", "add", "ok-slug", "--name", "x", "--stars-packages", "0"], {}, "from 1 to 10000"),
+        (["tenants", "add", "ok-slug", "--name", "x", "--stars-packages", "20000"], {}, "from 1 to 10000"),
+        (["tenants", "add", "ok-slug", "--name", "x", "--stars-packages", "1,2,3,4,5,6,7,8,9"], {}, "at most 8"),
+        (["tenants", "add", "ok-slug", "--name", "x", "--stars-rate", "0"], {}, "stars rate '0'"),
+        (["tenants", "add", "ok-slug", "--name", "x", "--stars-rate", "1.5"], {}, "stars rate '1.5'"),
+        (["tenants", "add", "ok-slug", "--name", "x", "--welcome-bonus", "-1"], {}, "zero or positive"),
+        (["tenants", "update", "no-such", "--stars-rate", "abc"], {}, "stars rate 'abc'"),
+        (["tenants", "update", "no-such", "--referral-bonus", "-1"], {}, "zero or positive"),
     ],
 )
 async def test_bad_input_is_one_clear_line_and_writes_nothing(

@@ -14,7 +14,7 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 
 from shared.crypto import KeyRing
-from shared.testing.stack import ScriptedUser, Stack, SupervisorProcess
+from shared.testing.stack import ScriptedUser, Stack, SupervisorProcess, buttons
 from supervisor.tenants import TenantStore
 from tenant_runtime.ledger import Ledger
 from tests.helpers import wait_until
@@ -236,3 +236,32 @@ async def test_settler_credits_nothing_twice_when_telegram_had_refunded(
     await wait_until(reverted, timeout=20, what="the refused refund reverted")
     assert await _balance(db, buyer.user_id) == 7500
     assert await ledger.reconcile(tenant_id) == []
+
+
+async def test_tenant_sets_its_own_stars_packages_and_rate(
+    stack: Stack, supervisors: tuple[SupervisorProcess, SupervisorProcess], db: asyncpg.Pool
+) -> None:
+    tenant = stack.tenants[0]
+    await stack.cli("tenants", "update", tenant.slug, "--stars-packages", "10,20", "--stars-rate", "200")
+    try:
+        buyer = ScriptedUser(stack.telegram, tenant.token, 8_500_008)
+        packages = None
+
+        async def offered() -> bool:
+            # The change reaches the running supervisor by NOTIFY: a fresh top-up screen shows it.
+            nonlocal packages
+            menu = await buyer.say("/start", expect="Выберите, что создать")
+            packages = await buyer.tap(menu, "Пополнить", expect="звёздами")
+            return [text for text, _ in buttons(packages)] == ["10 ⭐ → 20 ₽", "20 ⭐ → 40 ₽", "🏠 Главное меню"]
+
+        await wait_until(offered, timeout=10, interval=0.2, what="the tenant's packages on the top-up screen")
+        assert packages is not None
+        await buyer.tap(packages, "10 ⭐", expect=None)
+        invoice = await buyer.telegram.wait_for_bot_message(
+            buyer.token, buyer.user_id, predicate=lambda e: e.invoice is not None, after_message_id=packages.message_id
+        )
+        await stack.telegram.pay_invoice(buyer.token, buyer.user_id, invoice.message_id)
+        await buyer.expect("Баланс пополнен на 20 ₽", after=invoice.message_id)
+        assert await _balance(db, buyer.user_id) == 2000
+    finally:
+        await stack.cli("tenants", "update", tenant.slug, "--stars-packages", "default", "--stars-rate", "default")

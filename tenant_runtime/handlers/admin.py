@@ -51,18 +51,8 @@ class Admin(StatesGroup):
 
 async def _stats(ctx: Ctx) -> str:
     services, tenant = ctx.services, ctx.tenant
-    row = await services.pool.fetchrow(
-        """SELECT count(*) FILTER (WHERE status IN ('succeeded', 'delivered')) AS ok,
-                  count(*) FILTER (WHERE status = 'failed') AS failed,
-                  count(*) FILTER (WHERE status IN ('created', 'submitted')) AS open
-           FROM jobs WHERE tenant_id = $1 AND created_at >= date_trunc('day', now())""",
-        tenant.id,
-    )
-    revenue = await services.pool.fetchval(
-        "SELECT coalesce(sum(amount), 0) FROM ledger_entries WHERE tenant_id = $1 AND kind = 'commit' "
-        "AND created_at >= date_trunc('day', now())",
-        tenant.id,
-    )
+    jobs = await services.jobs.today(tenant.id)
+    revenue = await services.ledger.committed_today(tenant.id)
     credits = "—"
     if tenant.kie_api_key:
         with contextlib.suppress(KieError, asyncio.TimeoutError):
@@ -70,10 +60,10 @@ async def _stats(ctx: Ctx) -> str:
     return ctx.t(
         "admin.title",
         users=await services.users.count(tenant.id),
-        ok=row["ok"],
-        failed=row["failed"],
-        open=row["open"],
-        revenue=ctx.money(int(revenue)),
+        ok=jobs.succeeded,
+        failed=jobs.failed,
+        open=jobs.open,
+        revenue=ctx.money(revenue),
         credits=credits,
         markup=_plain(tenant.markup),
     )
@@ -153,9 +143,7 @@ async def lookup(message: Message, ctx: Ctx, state: FSMContext) -> None:
         await message.answer(ctx.t("admin.no_user", user_id=user_id))
         return
     balance = await ctx.services.ledger.balance(ctx.tenant.id, user_id)
-    jobs = await ctx.services.pool.fetchval(
-        "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND user_id = $2", ctx.tenant.id, user_id
-    )
+    jobs = await ctx.services.jobs.count_for_user(ctx.tenant.id, user_id)
     await message.answer(
         ctx.t(
             "admin.user",

@@ -70,9 +70,7 @@ async def generate(query: CallbackQuery, callback_data: GenerateCb, ctx: Ctx, st
     key = f"draft:{callback_data.draft}"
     if await state.get_state() != Wizard.confirm.state or data.get("draft") != callback_data.draft:
         # A second tap after the job started, or a confirm screen from long ago.
-        started = await ctx.services.pool.fetchval(
-            "SELECT 1 FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2", ctx.tenant.id, key
-        )
+        started = await ctx.services.jobs.started(ctx.tenant.id, key)
         await query.answer(ctx.t("confirm.started_already" if started else "stale"))
         return
     spec = ctx.services.registry.get(data["model"])

@@ -23,12 +23,12 @@ router = Router(name="payments")
 
 
 def topup_screen(ctx: Ctx) -> Screen:
-    return ctx.t("topup.title"), keyboards.topup(ctx, ctx.services.settings.star_packages)
+    return ctx.t("topup.title"), keyboards.topup(ctx, ctx.star_packages)
 
 
 @router.callback_query(TopupCb.filter())
 async def invoice(query: CallbackQuery, callback_data: TopupCb, ctx: Ctx) -> None:
-    packages = dict(ctx.services.settings.star_packages)
+    packages = dict(ctx.star_packages)
     amount = packages.get(callback_data.stars)
     if amount is None or not isinstance(query.message, Message):
         await query.answer(ctx.t("stale"))
