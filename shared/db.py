@@ -39,6 +39,19 @@ def start_embedded(data_dir: Path) -> str:
     return str(server.get_uri())
 
 
+# Every Postgres session of a supervisor process is named <prefix><instance>, so other processes can
+# tell from pg_stat_activity whether it is alive (fair share of locks, taking over its inbox claims).
+POOL_SESSION = "tgsup:"
+LOCK_SESSION = "tgsup-lock:"
+LISTEN_SESSION = "tgsup-listen:"
+PROCESS_SESSIONS = (POOL_SESSION, LOCK_SESSION, LISTEN_SESSION)
+
+
+def session_name(prefix: str, instance: str) -> str:
+    """The application_name of one of `instance`'s sessions (Postgres keeps 63 bytes of it)."""
+    return f"{prefix}{instance}"[:63]
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")

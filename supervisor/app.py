@@ -31,7 +31,7 @@ from aiogram.utils.backoff import Backoff, BackoffConfig
 from aiohttp import web
 
 from shared import metrics, migrations
-from shared.db import connect_dedicated, create_pool
+from shared.db import POOL_SESSION, connect_dedicated, create_pool, session_name
 from shared.logs import configure_logging, get_logger
 from shared.redact import REDACTOR
 from shared.registry import RegistryError, load_registry
@@ -128,7 +128,7 @@ class Supervisor:
                 finally:
                     await conn.close()
                 self._pool = await create_pool(
-                    dsn, self.settings.db_pool_size, application_name=f"tgsup:{self.instance}"[:63]
+                    dsn, self.settings.db_pool_size, application_name=session_name(POOL_SESSION, self.instance)
                 )
                 break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from aiogram.utils.backoff import Backoff, BackoffConfig
 
-from shared.db import connect_dedicated
+from shared.db import LISTEN_SESSION, connect_dedicated, session_name
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -51,7 +51,7 @@ class TenantListener:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await connect_dedicated(
-                    self._dsn, application_name=f"tgsup-listen:{self._instance}"[:63], keepalive=True
+                    self._dsn, application_name=session_name(LISTEN_SESSION, self._instance), keepalive=True
                 )
                 await conn.add_listener(CHANNEL, self._on_notify)
                 backoff.reset()

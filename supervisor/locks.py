@@ -18,12 +18,11 @@ from collections.abc import Awaitable, Callable, Mapping
 import asyncpg
 from aiogram.utils.backoff import Backoff, BackoffConfig
 
-from shared.db import LOCK_NS_TENANT, connect_dedicated
+from shared.db import LOCK_NS_TENANT, LOCK_SESSION, connect_dedicated, session_name
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 
-APP_NAME_PREFIX = "tgsup-lock:"
 _RECONNECT = BackoffConfig(min_delay=0.5, max_delay=10.0, factor=2.0, jitter=0.1)
 
 LockChange = Callable[[set[int], set[int]], Awaitable[None]]
@@ -61,7 +60,7 @@ class Locker:
         while not self._stopping:
             try:
                 self._conn = await connect_dedicated(
-                    self._dsn, application_name=f"{APP_NAME_PREFIX}{self._instance}"[:63], keepalive=True
+                    self._dsn, application_name=session_name(LOCK_SESSION, self._instance), keepalive=True
                 )
                 backoff.reset()
                 await self._loop(self._conn)
@@ -81,7 +80,7 @@ class Locker:
             budget = max(0.1, self._trust_window - (time.monotonic() - last_ok))
             self.live_lockers = await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1",
-                APP_NAME_PREFIX + "%",
+                LOCK_SESSION + "%",
                 timeout=budget,
             )
             last_ok = time.monotonic()

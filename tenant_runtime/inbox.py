@@ -1,7 +1,9 @@
 """Durable acceptance of Telegram updates: each update id is handled once per tenant.
 
 A row is written before the update is handled; Telegram's redelivery, or the same update reaching
-the other replica, finds it. A claim left by a crashed process is taken over after a lease.
+the other replica, finds it. A claim is taken over when its process has no Postgres session left
+(it was killed: its sockets closed at once) or, whatever happened, after a lease. A process that is
+shutting down keeps its pool sessions while it drains, so its claims are not taken from under it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+from shared.db import PROCESS_SESSIONS
 
 RECLAIM_AFTER_SECONDS = 60
 MAX_ATTEMPTS = 5
@@ -34,9 +38,12 @@ class Inbox:
                ON CONFLICT (tenant_id, update_id) DO UPDATE
                    SET claimed_by = EXCLUDED.claimed_by, claimed_at = now(),
                        attempts = updates_inbox.attempts + 1
-                   WHERE updates_inbox.status = 'processing'
-                     AND updates_inbox.claimed_at < now() - make_interval(secs => $6)
-                     AND updates_inbox.attempts < $7
+                   WHERE updates_inbox.status = 'processing' AND updates_inbox.attempts < $7
+                     AND (updates_inbox.claimed_at < now() - make_interval(secs => $6)
+                          OR NOT EXISTS (  -- the claiming process has no session left: it is gone
+                              SELECT 1 FROM pg_stat_activity a
+                              WHERE a.datname = current_database() AND a.application_name IN (
+                                  SELECT left(p || updates_inbox.claimed_by, 63) FROM unnest($8::text[]) p)))
                RETURNING 1""",
             tenant_id,
             update_id,
@@ -45,6 +52,7 @@ class Inbox:
             self._instance,
             RECLAIM_AFTER_SECONDS,
             MAX_ATTEMPTS,
+            list(PROCESS_SESSIONS),
         )
         return row is not None
 
@@ -62,8 +70,12 @@ class Inbox:
             """UPDATE updates_inbox SET claimed_by = $2, claimed_at = now(), attempts = attempts + 1
                WHERE (tenant_id, update_id) IN (
                    SELECT tenant_id, update_id FROM updates_inbox
-                   WHERE tenant_id = $1 AND status = 'processing'
-                     AND claimed_at < now() - make_interval(secs => $3) AND attempts < $4
+                   WHERE tenant_id = $1 AND status = 'processing' AND attempts < $4
+                     AND (claimed_at < now() - make_interval(secs => $3)
+                          OR NOT EXISTS (  -- the claiming process has no session left: it is gone
+                              SELECT 1 FROM pg_stat_activity a
+                              WHERE a.datname = current_database() AND a.application_name IN (
+                                  SELECT left(p || updates_inbox.claimed_by, 63) FROM unnest($6::text[]) p)))
                    ORDER BY update_id LIMIT $5 FOR UPDATE SKIP LOCKED)
                RETURNING update_id, payload""",
             tenant_id,
@@ -71,6 +83,7 @@ class Inbox:
             RECLAIM_AFTER_SECONDS,
             MAX_ATTEMPTS,
             limit,
+            list(PROCESS_SESSIONS),
         )
         await self._pool.execute(
             "UPDATE updates_inbox SET status = 'failed', done_at = now() "
