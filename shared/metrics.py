@@ -29,6 +29,12 @@ LOCK_HELD = Gauge("tenant_lock_held", "1 when this process holds the tenant's lo
 TELEGRAM_429 = Counter("telegram_retry_after_total", "429 answers from Telegram", ["tenant"], registry=REGISTRY)
 GENERATIONS = Counter("generations_total", "Generations by outcome", ["tenant", "outcome"], registry=REGISTRY)
 REFUNDS = Counter("refunds_total", "Holds released after a failed generation", ["tenant"], registry=REGISTRY)
+STAR_REFUNDS = Counter(
+    "star_refunds_total",
+    "Telegram's answers to Stars refunds (refunded, refused, unknown)",
+    ["tenant", "outcome"],
+    registry=REGISTRY,
+)
 TOPUPS = Counter("topups_total", "Balance top-ups", ["tenant", "kind"], registry=REGISTRY)
 KIE_SECONDS = Histogram("kie_request_seconds", "KIE API latency", ["operation"], registry=REGISTRY)
 KIE_ERRORS = Counter("kie_errors_total", "KIE API errors by body code", ["operation", "code"], registry=REGISTRY)

@@ -24,7 +24,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import httpx
-from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import TelegramAPIError
 from aiogram.utils.backoff import Backoff, BackoffConfig
@@ -218,7 +217,7 @@ class Supervisor:
             asyncio.create_task(listener.run(), name="listener"),
             asyncio.create_task(self._heartbeat(pool), name="instance-heartbeat"),
             asyncio.create_task(jobs.run_poller(self._active_runtimes), name="job-poller"),
-            asyncio.create_task(refunds.run(self._active_bots), name="refund-settler"),
+            asyncio.create_task(refunds.run(self._active_runtimes), name="refund-settler"),
             asyncio.create_task(self._housekeeping(services), name="housekeeping"),
         ]
         # What boot built (modules, registry, routers, the tenants' bots) lives as long as the process;
@@ -242,9 +241,6 @@ class Supervisor:
             for tid, slot in lifecycle.slots.items()
             if slot.state == State.ACTIVE and slot.runtime is not None
         }
-
-    def _active_bots(self) -> dict[int, Bot]:
-        return {tid: runtime.bot for tid, runtime in self._active_runtimes().items()}
 
     async def _housekeeping(self, services: Services) -> None:
         """Process-wide sweeps, safe to run in every replica at once."""

@@ -16,7 +16,9 @@ import asyncpg
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
 
+from shared import metrics
 from shared.logs import get_logger
+from tenant_runtime.jobs import TenantHandle
 from tenant_runtime.ledger import Ledger
 
 log = get_logger(__name__)
@@ -31,8 +33,14 @@ class Answer(StrEnum):
     UNKNOWN = "unknown"  # no answer: ask again later
 
 
-async def ask_telegram(bot: Bot, user_id: int, charge_id: str) -> tuple[Answer, str]:
+async def ask_telegram(tenant: TenantHandle, user_id: int, charge_id: str) -> tuple[Answer, str]:
     """refundStarPayment, and what its outcome means for the money; the text is for logs."""
+    answer, detail = await _ask(tenant.bot, user_id, charge_id)
+    metrics.STAR_REFUNDS.labels(tenant.config.slug, answer.value).inc()
+    return answer, detail
+
+
+async def _ask(bot: Bot, user_id: int, charge_id: str) -> tuple[Answer, str]:
     try:
         await bot.refund_star_payment(
             user_id=user_id, telegram_payment_charge_id=charge_id, request_timeout=REQUEST_TIMEOUT_SECONDS
@@ -56,31 +64,31 @@ class RefundSettler:
         self._ledger = ledger
         self._settle_after = settle_after
 
-    async def run(self, bots: Callable[[], Mapping[int, Bot]]) -> None:
+    async def run(self, tenants: Callable[[], Mapping[int, TenantHandle]]) -> None:
         interval = min(30.0, self._settle_after)
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.settle_once(bots())
+                await self.settle_once(tenants())
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 log.warning("refund settling failed", error=type(exc).__name__)
 
-    async def settle_once(self, bots: Mapping[int, Bot]) -> int:
+    async def settle_once(self, tenants: Mapping[int, TenantHandle]) -> int:
         """Settle what can be settled now; returns how many payments it settled."""
-        if not bots:
+        if not tenants:
             return 0
         rows = await self._pool.fetch(
             """SELECT tenant_id, charge_id, user_id FROM star_payments
                WHERE status = 'refunding' AND tenant_id = ANY($1::bigint[])
                  AND refund_started_at < now() - make_interval(secs => $2)
                ORDER BY refund_started_at LIMIT $3""",
-            list(bots),
+            list(tenants),
             self._settle_after,
             _BATCH,
         )
         settled = 0
         for row in rows:
-            answer, detail = await ask_telegram(bots[row["tenant_id"]], row["user_id"], row["charge_id"])
+            answer, detail = await ask_telegram(tenants[row["tenant_id"]], row["user_id"], row["charge_id"])
             if answer is Answer.UNKNOWN:
                 log.warning(
                     "Stars refund still unanswered; will ask again",

@@ -202,6 +202,15 @@ async def test_unanswered_refund_is_settled_by_asking_telegram_again(
     assert len(refund_calls) == 2  # the unanswered one and the settler's
     assert await _balance(db, buyer.user_id) == 0
     assert await Ledger(db).reconcile(tenant_id) == []
+    # Operators see both answers on /metrics (served by whichever process holds the tenant).
+    counts = {"unknown": 0.0, "refunded": 0.0}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for process in supervisors:
+            text = (await client.get(f"{process.base_url}/metrics")).text
+            for outcome in counts:
+                line = f'star_refunds_total{{outcome="{outcome}",tenant="pay-shop"}} '
+                counts[outcome] += sum(float(x.split(" ")[-1]) for x in text.splitlines() if x.startswith(line))
+    assert counts["unknown"] >= 1 and counts["refunded"] >= 1, counts
 
 
 async def test_settler_credits_nothing_twice_when_telegram_had_refunded(

@@ -261,7 +261,7 @@ async def refund(message: Message, ctx: Ctx, state: FSMContext) -> None:
     except LedgerError as exc:
         await message.answer(ctx.t("admin.refund_refused", reason=str(exc)))
         return
-    answer, detail = await ask_telegram(message.bot, pending.user_id, charge_id)  # type: ignore[arg-type]
+    answer, detail = await ask_telegram(ctx.runtime, pending.user_id, charge_id)
     if answer is Answer.REFUSED:
         # Telegram refused: no Stars moved, so the balance comes back.
         log.warning("refundStarPayment refused", tenant=tenant.slug, error=detail)
