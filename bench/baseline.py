@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 from pathlib import Path
 
 from aiogram import Bot, Dispatcher, Router
@@ -29,6 +28,8 @@ from aiogram.types import InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
+
+from shared.testing.signals import stop_on_signals
 
 MENU_TEXT = "<b>{shop}</b>\nВыберите, что создать. Баланс: <b>{balance}</b>"
 CATEGORIES = (
@@ -88,10 +89,7 @@ async def serve(port: int, api: str, bots_file: Path, *, background: bool) -> No
     runner = web.AppRunner(build_app(bots, api, background=background), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await stop.wait()
     finally:

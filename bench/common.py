@@ -31,7 +31,7 @@ import psutil
 from shared import migrations
 from shared.db import connect_dedicated
 from shared.testing.fake_telegram import FakeTelegram
-from shared.testing.stack import ROOT, DemoTenant, Stack, SupervisorProcess, free_port
+from shared.testing.stack import DemoTenant, Stack, SupervisorProcess, free_port
 
 PASS, MISS, INFO, ERROR = "PASS", "MISS", "INFO", "ERROR"
 DEFAULT_POOL_SIZE = 10  # Settings.db_pool_size default (DB_POOL_SIZE)
@@ -260,24 +260,8 @@ async def launch(stack: Stack, name: str, *, port: int | None = None, **extra: s
     port = port or free_port()
     env = stack.env(PORT=str(port), HOST="127.0.0.1", INSTANCE_NAME=name, BOT_MODE="webhook", **extra)
     env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
-    log_path = stack.workdir / f"{name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = log_path.open("ab")
     started = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "supervisor",
-        "run",
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
-    handle.close()
-    sup = SupervisorProcess(name, port, proc, log_path)
-    stack.processes.append(sup)
+    sup = await stack.spawn(name, port, ["supervisor", "run"], env=env)
     return Launched(sup, started)
 
 

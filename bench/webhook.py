@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +38,7 @@ from bench.common import (
     webhook_secrets,
 )
 from bench.loadgen import Endpoint, LoadGen, Phase, User, closed_loop, is_menu, open_loop
-from shared.testing.stack import ROOT, SupervisorProcess, free_port
+from shared.testing.stack import SupervisorProcess, free_port
 
 TENANTS = 100
 
@@ -279,24 +277,11 @@ async def _start_baseline(
     bots_file.write_text(json.dumps([{"slug": e.slug, "token": e.token, "secret": e.secret} for e in endpoints]))
     port = free_port()
     name = f"baseline-{'bg' if background else 'inline'}"
-    log_path = workdir / f"{name}.log"
-    handle = log_path.open("ab")
     args = ["--port", str(port), "--api", stack.telegram.base_url, "--bots", str(bots_file)]
     started = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.baseline",
-        *args,
-        *(["--background"] if background else []),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
+    server = await stack.spawn(
+        name, port, ["bench.baseline", *args, *(["--background"] if background else [])], log_dir=workdir
     )
-    handle.close()
-    server = SupervisorProcess(name, port, proc, log_path)
-    stack.processes.append(server)
     prober = Prober()
     try:
         await prober.seconds_until(

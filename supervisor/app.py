@@ -16,7 +16,6 @@ import mimetypes
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -34,9 +33,9 @@ from shared.db import POOL_SESSION, connect_dedicated, create_pool, session_name
 from shared.logs import configure_logging, get_logger
 from shared.redact import REDACTOR
 from shared.registry import RegistryError, load_registry
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings
 from supervisor import __version__
-from supervisor.bootstrap import BootError, load_keys, resolve_dsn
+from supervisor.bootstrap import BootError, load_keys, resolve_dsn, settings_or_report
 from supervisor.http import error_response, json_response
 from supervisor.lifecycle import Lifecycle, State
 from supervisor.listener import TenantListener
@@ -402,11 +401,8 @@ class Supervisor:
 
 async def serve(state: ServerState, *, host: str, port: int) -> int:
     """Entered by supervisor.server once the port is bound."""
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        for line in exc.lines:
-            print(f"error: {line}", file=sys.stderr)
+    settings = settings_or_report()
+    if settings is None:
         return 2
     configure_logging(settings.log_level, settings.effective_log_format)
     if settings.master_keys is not None:

@@ -1,20 +1,31 @@
-"""Resolving the two things every command needs: the database and the master keys."""
+"""Resolving what every command needs: the settings, the database and the master keys."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
 from shared.crypto import CryptoError, KeyRing, generate_key
 from shared.logs import get_logger
 from shared.redact import REDACTOR
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError, load_settings
 
 log = get_logger(__name__)
 
 
 class BootError(Exception):
     """A startup problem with a one-line explanation for the operator."""
+
+
+def settings_or_report() -> Settings | None:
+    """The settings, or None after one `error:` line per invalid setting on stderr (exit code 2)."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        for line in exc.lines:
+            print(f"error: {line}", file=sys.stderr)
+        return None
 
 
 async def resolve_dsn(settings: Settings) -> str:

@@ -21,9 +21,9 @@ from shared import migrations
 from shared.crypto import generate_key
 from shared.db import connect_dedicated, create_pool
 from shared.logs import configure_logging
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings
 from supervisor import __version__
-from supervisor.bootstrap import BootError, load_keys, resolve_dsn
+from supervisor.bootstrap import BootError, load_keys, resolve_dsn, settings_or_report
 from supervisor.tenants import NewTenant, TenantChanges, TenantError, TenantStore, describe
 from supervisor.validation import (
     InputError,
@@ -252,11 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         from supervisor.server import run_server
 
         return run_server()
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        for line in exc.lines:
-            print(f"error: {line}", file=sys.stderr)
+    settings = settings_or_report()
+    if settings is None:
         return 2
     configure_logging("WARNING", settings.effective_log_format)
     try:

@@ -25,6 +25,17 @@ class Pending:
     payload: dict[str, Any]
 
 
+def _claim_open(lease_param: int, sessions_param: int) -> str:
+    """SQL for: a claim on an update may be taken over. Its process has no Postgres session left (it
+    is gone, and so is its work on the update), or the lease ran out. The parameters are the lease in
+    seconds and the session-name prefixes (shared.db.PROCESS_SESSIONS)."""
+    return f"""(updates_inbox.claimed_at < now() - make_interval(secs => ${lease_param})
+         OR NOT EXISTS (
+             SELECT 1 FROM pg_stat_activity a
+             WHERE a.datname = current_database() AND a.application_name IN (
+                 SELECT left(p || updates_inbox.claimed_by, 63) FROM unnest(${sessions_param}::text[]) p)))"""
+
+
 class Inbox:
     def __init__(self, pool: asyncpg.Pool, instance: str) -> None:
         self._pool = pool
@@ -39,11 +50,9 @@ class Inbox:
                    SET claimed_by = EXCLUDED.claimed_by, claimed_at = now(),
                        attempts = updates_inbox.attempts + 1
                    WHERE updates_inbox.status = 'processing' AND updates_inbox.attempts < $7
-                     AND (updates_inbox.claimed_at < now() - make_interval(secs => $6)
-                          OR NOT EXISTS (  -- the claiming process has no session left: it is gone
-                              SELECT 1 FROM pg_stat_activity a
-                              WHERE a.datname = current_database() AND a.application_name IN (
-                                  SELECT left(p || updates_inbox.claimed_by, 63) FROM unnest($8::text[]) p)))
+                     AND """
+            + _claim_open(6, 8)
+            + """
                RETURNING 1""",
             tenant_id,
             update_id,
@@ -71,11 +80,9 @@ class Inbox:
                WHERE (tenant_id, update_id) IN (
                    SELECT tenant_id, update_id FROM updates_inbox
                    WHERE tenant_id = $1 AND status = 'processing' AND attempts < $4
-                     AND (claimed_at < now() - make_interval(secs => $3)
-                          OR NOT EXISTS (  -- the claiming process has no session left: it is gone
-                              SELECT 1 FROM pg_stat_activity a
-                              WHERE a.datname = current_database() AND a.application_name IN (
-                                  SELECT left(p || updates_inbox.claimed_by, 63) FROM unnest($6::text[]) p)))
+                     AND """
+            + _claim_open(3, 6)
+            + """
                    ORDER BY update_id LIMIT $5 FOR UPDATE SKIP LOCKED)
                RETURNING update_id, payload""",
             tenant_id,

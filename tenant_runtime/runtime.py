@@ -199,13 +199,14 @@ class TenantRuntime:
                 payload = update.model_dump(mode="json", exclude_none=True, by_alias=True)
                 # Accept durably before the next getUpdates confirms the offset to Telegram; if the
                 # database is down, keep the offset here so Telegram hands the update out again.
-                accepted = await self._accept(payload, update.update_id, source="polling")
+                chat_id = chat_of(payload)
+                accepted = await self._accept(payload, update.update_id, chat_id, source="polling")
                 if accepted is None:
                     await backoff.asleep()
                     break
                 offset = update.update_id + 1
                 if accepted:
-                    self._track(self._process(update, chat_of(payload)))
+                    self._track(self._process(update, chat_id))
 
     async def _reclaim_forever(self) -> None:
         """Finish updates that a crashed process accepted but never handled."""
@@ -232,21 +233,23 @@ class TenantRuntime:
             update = Update.model_validate(payload, context={"bot": self.bot})
         except ValidationError:
             return Outcome.INVALID
-        accepted = await self._accept(payload, update.update_id, source="webhook")
+        chat_id = chat_of(payload)
+        accepted = await self._accept(payload, update.update_id, chat_id, source="webhook")
         if accepted is None:
             return Outcome.UNAVAILABLE
         if not accepted:
             return Outcome.DUPLICATE
-        task = self._track(self._process(update, chat_of(payload)))
+        task = self._track(self._process(update, chat_id))
         # Shielded: a client that hangs up must not cancel the handling of an accepted update.
         await asyncio.shield(task)
         return Outcome.HANDLED
 
-    async def _accept(self, payload: dict[str, Any], update_id: int, *, source: str) -> bool | None:
+    async def _accept(
+        self, payload: dict[str, Any], update_id: int, chat_id: int | None, *, source: str
+    ) -> bool | None:
         """True: ours to handle. False: duplicate. None: the database is unreachable."""
         slug = self.config.slug
         metrics.UPDATES_RECEIVED.labels(slug, source).inc()
-        chat_id = chat_of(payload)
         try:
             accepted = await self.services.inbox.accept(self.config.id, update_id, chat_id, payload)
         except _DB_ERRORS as exc:

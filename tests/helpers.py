@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import asyncpg
+
+from shared.crypto import KeyRing, generate_key
+from supervisor.tenants import NewTenant, TenantStore
+from tenant_runtime.config import TenantConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,3 +85,24 @@ def assert_no_secrets(text: str, secrets: Iterable[str | None]) -> None:
 def make_token(bot_id: int, seed: str = "A") -> str:
     body = (seed * 35)[:35]
     return f"{bot_id}:{body}"
+
+
+async def add_bare_tenants(pool: asyncpg.Pool, prefix: str, count: int, first_bot_id: int) -> list[TenantConfig]:
+    """Tenant rows through the registry code, for tests that need tenants but no bot behind them."""
+    store = TenantStore(pool, KeyRing([generate_key()]))
+    added = []
+    for i in range(count):
+        bot_id = first_bot_id + i
+        added.append(
+            await store.add(
+                NewTenant(
+                    slug=f"{prefix}-{i:02d}",
+                    display_name=prefix,
+                    bot_token=make_token(bot_id, secrets.token_hex(2)),
+                    bot_id=bot_id,
+                    kie_api_key=None,
+                    admin_ids=[],
+                )
+            )
+        )
+    return added

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
-
 import asyncpg
 
-from shared.crypto import KeyRing, generate_key
 from shared.db import LISTEN_SESSION, POOL_SESSION, connect_dedicated, create_pool, session_name
-from supervisor.tenants import NewTenant, TenantStore
 from tenant_runtime.inbox import Inbox
-from tests.helpers import wait_until
-
-
-async def _tenant(pool: asyncpg.Pool) -> int:
-    bot_id = 881_000_000 + secrets.randbelow(1_000_000)
-    token = f"{bot_id}:" + secrets.token_urlsafe(40)[:35].replace("-", "x")
-    store = TenantStore(pool, KeyRing([generate_key()]))
-    config = await store.add(
-        NewTenant(
-            slug=f"inbox-{bot_id}", display_name="x", bot_token=token, bot_id=bot_id, kie_api_key=None, admin_ids=[]
-        )
-    )
-    return config.id
+from tests.helpers import add_bare_tenants, wait_until
 
 
 async def test_claims_of_a_gone_process_are_taken_over_at_once(module_database: str, module_pool: asyncpg.Pool) -> None:
-    tenant_id = await _tenant(module_pool)
+    (tenant,) = await add_bare_tenants(module_pool, "inbox", 1, first_bot_id=881_000_000)
+    tenant_id = tenant.id
     # This process's own sessions carry its name, as the supervisor's pool does.
     my_pool = await create_pool(module_database, 2, application_name=session_name(POOL_SESSION, "inbox-me"))
     me = Inbox(my_pool, "inbox-me")

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 import asyncpg
 
-from shared.crypto import KeyRing, generate_key
 from supervisor.locks import Locker
-from supervisor.tenants import NewTenant, TenantStore
-from tests.helpers import wait_until
+from tests.helpers import add_bare_tenants, wait_until
 
 
 async def _ignore(_acquired: set[int], _released: set[int]) -> None:
@@ -18,17 +15,8 @@ async def _ignore(_acquired: set[int], _released: set[int]) -> None:
 
 
 async def test_a_slow_booting_process_still_takes_its_share(module_database: str, module_pool: asyncpg.Pool) -> None:
-    store = TenantStore(module_pool, KeyRing([generate_key()]))
-    wanted: dict[int, int] = {}
-    for i in range(60):
-        bot_id = 880_000_000 + i
-        token = f"{bot_id}:" + secrets.token_urlsafe(40)[:35].replace("-", "x")
-        config = await store.add(
-            NewTenant(
-                slug=f"lk-{i:02d}", display_name="x", bot_token=token, bot_id=bot_id, kie_api_key=None, admin_ids=[]
-            )
-        )
-        wanted[config.id] = config.lock_key
+    tenants = await add_bare_tenants(module_pool, "lk", 60, first_bot_id=880_000_000)
+    wanted = {t.id: t.lock_key for t in tenants}
     by_key = sorted(wanted, key=wanted.__getitem__)
     first = Locker(module_database, "lk-first", lambda: wanted, _ignore, heartbeat=0.1)
     # The second process boots slowly: at first only some tenants with high keys are ready to serve.

@@ -21,7 +21,6 @@ import ipaddress
 import json
 import random
 import secrets
-import signal
 import struct
 import time
 import zlib
@@ -33,6 +32,8 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from pydantic import TypeAdapter, ValidationError
+
+from shared.testing.signals import stop_on_signals
 
 Operation = Literal["createTask", "recordInfo", "credit"]
 Validator = Callable[[str, Mapping[str, object]], list[str]]
@@ -737,10 +738,7 @@ async def _serve(args: argparse.Namespace) -> None:
         api_key, _, credits = spec.partition(":")
         fake.register_key(api_key, Decimal(credits or "1000"))
     print(f"fake KIE listening on {await fake.start(args.host, args.port)}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         await stop.wait()
     finally:

@@ -16,7 +16,6 @@ import contextlib
 import ipaddress
 import json
 import secrets
-import signal
 import struct
 import zlib
 from collections.abc import Callable
@@ -52,6 +51,7 @@ from shared.testing.fake_telegram_params import Params
 from shared.testing.fake_telegram_payments import pay
 from shared.testing.fake_telegram_state import FakeConfig, TelegramState, unauthorized
 from shared.testing.fake_telegram_text import command_entities
+from shared.testing.signals import stop_on_signals
 
 __all__ = [
     "ApiCall",
@@ -410,10 +410,7 @@ async def _serve(host: str, port: int, bots: list[str], fetch_media_urls: bool) 
         await fake.register_bot(token, username=username or None)
     base_url = await fake.start(host, port)
     print(f"fake Telegram Bot API at {base_url} ({len(bots)} bots); control API under {base_url}/_control/", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     try:
         await stop.wait()
     finally:

@@ -12,6 +12,7 @@ import secrets
 from shared.testing.fake_telegram_messages import Handler, outgoing, reply_markup
 from shared.testing.fake_telegram_model import (
     BotState,
+    ChatState,
     ControlError,
     InvoiceInfo,
     JSONObject,
@@ -97,17 +98,29 @@ async def refund_star_payment(state: TelegramState, bot: BotState, p: Params) ->
     if payment.refunded:
         raise bad_request("CHARGE_ALREADY_REFUNDED")
     payment.refunded = True
-    chat = state.chat(bot, user_id)
-    notice = StoredMessage(
+    _service_message(state, bot, state.chat(bot, user_id), refunded_payment=payment)
+    return True
+
+
+def _service_message(
+    state: TelegramState,
+    bot: BotState,
+    chat: ChatState,
+    *,
+    successful_payment: Payment | None = None,
+    refunded_payment: Payment | None = None,
+) -> None:
+    """A message in the user's name that Telegram itself adds (a payment or its refund), sent to the bot."""
+    message = StoredMessage(
         message_id=state.next_message_id(chat),
         chat_user=chat.user,
         sender=chat.user,
         date=now(),
-        refunded_payment=payment,
+        successful_payment=successful_payment,
+        refunded_payment=refunded_payment,
     )
-    state.store_message(chat, notice)
-    state.emit(bot, "message", notice.to_api(), chat_key=user_id)
-    return True
+    state.store_message(chat, message)
+    state.emit(bot, "message", message.to_api(), chat_key=chat.user.id)
 
 
 async def pay(state: TelegramState, bot: BotState, user_id: int, invoice_message_id: int, timeout: float) -> str:
@@ -146,15 +159,7 @@ async def pay(state: TelegramState, bot: BotState, user_id: int, invoice_message
         provider_payment_charge_id=f"{user_id}_{secrets.randbits(40)}",
     )
     bot.payments[charge_id] = payment
-    message = StoredMessage(
-        message_id=state.next_message_id(chat),
-        chat_user=chat.user,
-        sender=chat.user,
-        date=now(),
-        successful_payment=payment,
-    )
-    state.store_message(chat, message)
-    state.emit(bot, "message", message.to_api(), chat_key=user_id)
+    _service_message(state, bot, chat, successful_payment=payment)
     return charge_id
 
 

@@ -38,6 +38,7 @@ import httpx
 
 from shared.db import start_embedded
 from shared.testing.fake_telegram import FakeTelegram, TranscriptEntry
+from shared.testing.signals import stop_on_signals
 from shared.testing.stack import DemoTenant, Stack, SupervisorProcess, buttons, describe
 from tenant_runtime.config import Language
 from tenant_runtime.texts import CATALOG
@@ -668,10 +669,7 @@ async def _demo(sandbox: Sandbox, stop: asyncio.Event, *, no_wait: bool) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     sandbox = Sandbox(args.port)
     code = 1
     try:

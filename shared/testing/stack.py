@@ -228,23 +228,39 @@ class Stack:
         )
         if mode == "webhook":
             env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
-        log_path = self.workdir / f"{name}.log"
-        handle = log_path.open("ab")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "supervisor",
-            "run",
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-        handle.close()
+        process = await self.spawn(name, port, ["supervisor", "run"], env=env)
+        await process.wait_for(lambda h: "tenants" in h, timeout=60, what="boot")
+        return process
+
+    async def spawn(
+        self,
+        name: str,
+        port: int,
+        module_args: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
+    ) -> SupervisorProcess:
+        """Start `python -m <module_args>` with its output in `<log_dir>/<name>.log`; returns at once.
+
+        The process is stopped (killed if still running) by `stop()`.
+        """
+        log_dir = log_dir or self.workdir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{name}.log"
+        with log_path.open("ab") as handle:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                *module_args,
+                env=None if env is None else dict(env),
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
         process = SupervisorProcess(name, port, proc, log_path)
         self.processes.append(process)
-        await process.wait_for(lambda h: "tenants" in h, timeout=60, what="boot")
         return process
 
     async def stop(self) -> None:
