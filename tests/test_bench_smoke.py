@@ -41,3 +41,27 @@ def test_bench_quick_start_writes_results(tmp_path: Path, pg_server_dsn: str) ->
         assert row["value"] is not None, row
     assert (tmp_path / "results.md").read_text().startswith("| figure |")
     assert "process start → /health 200" in proc.stdout  # the table is printed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--only", "nosuch"], "invalid choice: 'nosuch'"),
+        (["--quick", "extra"], "unrecognized arguments: extra"),
+    ],
+)
+def test_bench_bad_arguments_are_one_clear_error_and_write_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() and not (tmp_path / "results.md").exists()
