@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo bench clean
+.PHONY: run test lint demo bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,23 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=30
 
 demo: $(STAMP)
-	$(PY) -m shared.testing.sandbox
+	$(PY) -m sandbox
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Seeded fault simulation (bench/chaos): each seed replays exactly with `python -m bench chaos --seed N`.
+CHAOS_SEEDS ?= 1 2 3
+CHAOS_MINUTES ?= 2
+chaos: $(STAMP)
+	@failed=""; for seed in $(CHAOS_SEEDS); do \
+		$(PY) -m bench chaos --seed $$seed --minutes $(CHAOS_MINUTES) --out bench/results/chaos-$$seed.json \
+			|| failed="$$failed $$seed"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "chaos: invariants violated with seeds:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .hypothesis

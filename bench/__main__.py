@@ -2,6 +2,9 @@
 
 Writes results.json (machine, every row and the details) and results.md (the table, for the README).
 Exit status: 0 when every figure ran (a MISS is a finding, not a failure), 1 when a figure crashed.
+
+`python -m bench chaos --seed N --minutes M [--out PATH]` runs one seeded fault simulation instead
+(see bench/chaos); its exit status is 1 when an invariant was violated.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import failover, generations, scale, webhook
+from bench import broadcast, failover, generations, idle, scale, stats, webhook
+from bench.chaos import figure as chaos
 from bench.common import ERROR, Bench, FigureResult, Row, dump_json, machine, server_dsn
 
 HERE = Path(__file__).resolve().parent
@@ -29,6 +33,13 @@ FIGURES: dict[str, Callable[[Bench], Awaitable[FigureResult]]] = {
     "webhook": webhook.figure_webhook,
     "failover": failover.figure_failover,
     "generations": generations.figure_generations,
+    "broadcast": broadcast.figure_broadcast,
+    "stats": stats.figure_stats,
+    "export": stats.figure_export,
+    "idle": idle.figure_idle,
+    "rebalance": idle.figure_rebalance,
+    "lock_limit": idle.figure_lock_limit,
+    "chaos": chaos.figure_chaos,
 }
 
 
@@ -128,6 +139,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["chaos"]:
+        from bench.chaos.cli import main as chaos_main
+
+        return chaos_main(args[1:])
     return asyncio.run(run(parse_args(argv)))
 
 

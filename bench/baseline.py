@@ -29,7 +29,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
-from shared.testing.signals import stop_on_signals
+from sandbox.signals import stop_on_signals
 
 MENU_TEXT = "<b>{shop}</b>\nВыберите, что создать. Баланс: <b>{balance}</b>"
 CATEGORIES = (

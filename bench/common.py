@@ -28,10 +28,10 @@ import aiohttp
 import asyncpg
 import psutil
 
+from sandbox.stack import DemoTenant, Stack, SupervisorProcess, free_port
+from sandbox.telegram.server import FakeTelegram
 from shared import migrations
 from shared.db import connect_dedicated
-from shared.testing.fake_telegram import FakeTelegram
-from shared.testing.stack import DemoTenant, Stack, SupervisorProcess, free_port
 
 PASS, MISS, INFO, ERROR = "PASS", "MISS", "INFO", "ERROR"
 DEFAULT_POOL_SIZE = 10  # Settings.db_pool_size default (DB_POOL_SIZE)
@@ -331,6 +331,17 @@ class Prober:
         raise TimeoutError(f"{launched.sup.name}: {what} not reached within {timeout}s: {tail(launched)}")
 
 
+async def until_active(launched: Launched, count: int, *, timeout: float = 120) -> float:
+    """Seconds from the spawn until the process serves `count` tenants (its /health says so)."""
+    prober = Prober()
+    try:
+        return await prober.seconds_until(
+            launched, lambda h: by_state(h, "active") >= count, timeout=timeout, what=f"{count} tenants active"
+        )
+    finally:
+        await prober.close()
+
+
 def tail(launched: Launched, size: int = 1500) -> str:
     return launched.sup.log()[-size:]
 
@@ -344,7 +355,7 @@ async def connections(pool: asyncpg.Pool, instance: str) -> int:
     return int(
         await pool.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1",
-            f"%{instance}",
+            f"%:{instance}.%",  # <prefix>:<instance>.<per-start suffix>
         )
     )
 

@@ -36,7 +36,7 @@ from bench.common import (
     webhook_secrets,
 )
 from bench.loadgen import MENU_NEEDLE, Endpoint, User, start_update
-from shared.testing.stack import free_port
+from sandbox.stack import free_port
 
 _ids = itertools.count(60_000_000)
 

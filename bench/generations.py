@@ -21,18 +21,17 @@ from bench.common import (
     Bench,
     BenchStack,
     FigureResult,
-    Prober,
     Row,
-    by_state,
     launch,
     median,
     percentile,
     rounded,
     stop,
+    until_active,
 )
-from shared.testing.fake_kie import FakeKieConfig
-from shared.testing.fake_telegram_model import TranscriptEntry
-from shared.testing.stack import ScriptedUser, button
+from sandbox.kie import FakeKieConfig
+from sandbox.stack import ScriptedUser, button
+from sandbox.telegram.model import TranscriptEntry
 
 MODEL = "google/imagen4-fast"
 START_BALANCE = 10_000
@@ -57,13 +56,7 @@ async def figure_generations(bench: Bench) -> FigureResult:
     async with bench.stack("generations", history_limit=5000, kie_config=kie) as stack:
         await stack.add_tenants_direct("g", plan["tenants"])
         launched = await launch(stack, f"b{bench.run_id}-gen")
-        prober = Prober()
-        try:
-            await prober.seconds_until(
-                launched, lambda h: by_state(h, "active") >= plan["tenants"], timeout=120, what="tenants active"
-            )
-        finally:
-            await prober.close()
+        await until_active(launched, plan["tenants"])
         pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=4)
         try:
             users = [
@@ -97,7 +90,7 @@ async def _tenant_ids(pool: asyncpg.Pool) -> dict[str, int]:
 
 async def _prepare(stack: BenchStack, pool: asyncpg.Pool, users: list[ScriptedUser]) -> dict[int, TranscriptEntry]:
     """/start, credit, model, prompt, skip: every user ends on the confirmation screen with its price."""
-    from tenant_runtime.ledger import Ledger
+    from tenant_runtime.billing.ledger import Ledger
 
     ledger = Ledger(pool)
     tenant_by_token = {t.token: t.slug for t in stack.tenants}
@@ -161,7 +154,7 @@ def _outcome_summary(outcomes: dict[int, int], waits: dict[int, float | None]) -
 
 
 async def _ledger(pool: asyncpg.Pool) -> dict[str, Any]:
-    from tenant_runtime.ledger import Ledger
+    from tenant_runtime.billing.ledger import Ledger
 
     discrepancies = await Ledger(pool).reconcile()
     row = await pool.fetchrow(

@@ -23,8 +23,8 @@ from typing import Any
 import aiohttp
 
 from bench.common import median, percentile, rounded
-from shared.testing.fake_telegram import FakeTelegram
-from shared.testing.fake_telegram_model import TranscriptEntry
+from sandbox.telegram.model import TranscriptEntry
+from sandbox.telegram.server import FakeTelegram
 
 MENU_NEEDLE = "Выберите, что создать"
 _update_ids = itertools.count(50_000_000)

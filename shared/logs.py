@@ -41,6 +41,27 @@ def _json_dumps(obj: object, **kwargs: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, **kwargs)
 
 
+class ClientFaultFilter(logging.Filter):
+    """aiohttp logs a request it could not parse (a control character in a header, broken chunking)
+    as "Error handling request" at ERROR with a traceback, though it answers it with a 4xx and none of
+    our code ran: the caller's mistake. Such records become one INFO line; a handler's own exception
+    (a 500) stays an ERROR with its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        from aiohttp.http_exceptions import HttpProcessingError  # loaded already if this logger logs
+
+        status = getattr(exc, "code", 500)
+        if isinstance(exc, HttpProcessingError) and isinstance(status, int) and 400 <= status < 500:
+            record.msg = "malformed HTTP request answered %d: %s"
+            record.args = (status, type(exc).__name__)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def configure_logging(level: str = "INFO", fmt: str = "console", stream: Any = None) -> None:
     out = stream or sys.stderr
     shared_processors: list[Any] = [
@@ -75,6 +96,9 @@ def configure_logging(level: str = "INFO", fmt: str = "console", stream: Any = N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientFaultFilter) for f in server.filters):
+        server.addFilter(ClientFaultFilter())
     # aiohttp's access log is one line per webhook; keep it quiet unless debugging.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
     logging.getLogger("aiogram.event").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)

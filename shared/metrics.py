@@ -40,3 +40,33 @@ KIE_SECONDS = Histogram("kie_request_seconds", "KIE API latency", ["operation"],
 KIE_ERRORS = Counter("kie_errors_total", "KIE API errors by body code", ["operation", "code"], registry=REGISTRY)
 DB_POOL_SIZE = Gauge("db_pool_connections", "Connections in the pool", registry=REGISTRY)
 DB_POOL_IDLE = Gauge("db_pool_idle_connections", "Idle connections in the pool", registry=REGISTRY)
+LOOP_FAILURES = Counter(
+    "background_loop_failures_total", "Exceptions in a background loop (it goes on)", ["loop"], registry=REGISTRY
+)
+LOOP_RESTARTS = Counter(
+    "background_loop_restarts_total", "Background loops restarted after they ended", ["loop"], registry=REGISTRY
+)
+LOCKS_UNAVAILABLE = Gauge(
+    "tenant_locks_unavailable",
+    "Tenants this process could not lock because Postgres' lock table is full",
+    registry=REGISTRY,
+)
+LIMIT_HITS = Counter(
+    "limit_hits_total",
+    "Messages, taps and generations refused by a tenant limit (rate, free_daily, open_jobs)",
+    ["tenant", "limit"],
+    registry=REGISTRY,
+)
+BANS = Counter("bans_total", "Bans and unbans by tenant admins", ["tenant", "action"], registry=REGISTRY)
+PROMO_REDEMPTIONS = Counter(
+    "promo_redemptions_total",
+    "Promo code redemptions by outcome (redeemed, unknown, disabled, expired, used_up, already_used)",
+    ["tenant", "outcome"],
+    registry=REGISTRY,
+)
+BROADCAST_MESSAGES = Counter(
+    "broadcast_messages_total",
+    "Broadcast messages by outcome (sent, failed, blocked, unknown)",
+    ["tenant", "outcome"],
+    registry=REGISTRY,
+)

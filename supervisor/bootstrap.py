@@ -7,7 +7,7 @@ import os
 import sys
 
 from shared.crypto import CryptoError, KeyRing, generate_key
-from shared.logs import get_logger
+from shared.logs import configure_logging, get_logger
 from shared.redact import REDACTOR
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -18,14 +18,38 @@ class BootError(Exception):
     """A startup problem with a one-line explanation for the operator."""
 
 
-def settings_or_report() -> Settings | None:
-    """The settings, or None after one `error:` line per invalid setting on stderr (exit code 2)."""
+def settings_or_report(*, announce: bool = True) -> Settings | None:
+    """The settings, or None after one `error:` line per invalid setting on stderr (exit code 2).
+
+    With `announce`, valid settings that are probably not what the operator meant are logged as one
+    warning line each, in the process's log format (logging is configured here for that)."""
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)
         return None
+    if announce:
+        configure_logging(settings.log_level, settings.effective_log_format)
+        for warning in settings_warnings(settings):
+            log.warning(warning)
+    return settings
+
+
+def settings_warnings(settings: Settings) -> list[str]:
+    """Production settings that work but cost something the operator should know about."""
+    if settings.env != "production":
+        return []
+    warnings = []
+    if not settings.public_base_url:
+        warnings.append(
+            "PUBLIC_BASE_URL is not set: bots run in polling mode, and models that need files users send "
+            "(photos, audio, video) or a callback KIE requires (Suno) are hidden, as KIE cannot reach "
+            "them without a public URL"
+        )
+    if settings.metrics_token is None:
+        warnings.append("METRICS_TOKEN is not set: /metrics answers 404 in production")
+    return warnings
 
 
 async def resolve_dsn(settings: Settings) -> str:

@@ -2,7 +2,7 @@
 
 This module imports only aiohttp, so it serves within a fraction of a second of process start, long
 before aiogram and the database are loaded (`supervisor.early` answers before even that). Everything
-that needs them is reached through `Backend`, which the supervisor plugs in once it has booted; until
+that needs them is reached through `Routes`, which the supervisor plugs in once it has booted; until
 then `/health` answers 200 ("starting") and webhooks answer 503, which makes Telegram redeliver later.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -19,20 +19,21 @@ from supervisor.state import ServerState
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class Backend(Protocol):
-    def health(self) -> dict[str, object]: ...
+@dataclass(frozen=True)
+class Routes:
+    """What the supervisor plugs into the server once it has booted."""
 
-    async def webhook(self, request: web.Request) -> web.StreamResponse: ...
-
-    async def kie_callback(self, request: web.Request) -> web.StreamResponse: ...
-
-    async def media(self, request: web.Request) -> web.StreamResponse: ...
-
-    async def metrics(self, request: web.Request) -> web.StreamResponse: ...
-
-    async def status(self, request: web.Request) -> web.StreamResponse: ...
-
-    async def status_json(self, request: web.Request) -> web.StreamResponse: ...
+    health: Callable[[], dict[str, object]]
+    webhook: Handler
+    kie_callback: Handler
+    media: Handler
+    metrics: Handler
+    status: Handler
+    status_json: Handler
+    broadcasts: Handler | None = None
+    broadcasts_json: Handler | None = None
+    stats: Handler | None = None
+    stats_json: Handler | None = None
 
 
 def json_response(data: object, status: int = 200) -> web.Response:
@@ -58,7 +59,9 @@ def build_app(state: ServerState, *, max_body: int) -> web.Application:
         async def handler(request: web.Request) -> web.StreamResponse:
             if state.backend is None:
                 return error_response(503, "starting")
-            method: Handler = getattr(state.backend, name)
+            method: Handler | None = getattr(state.backend, name)
+            if method is None:
+                return error_response(404, "not found")
             return await method(request)
 
         return handler
@@ -72,4 +75,8 @@ def build_app(state: ServerState, *, max_body: int) -> web.Application:
     app.router.add_get("/status", late("status"))
     app.router.add_post("/status", late("status"))
     app.router.add_get("/status.json", late("status_json"))
+    app.router.add_get("/status/broadcasts", late("broadcasts"))
+    app.router.add_get("/status/stats", late("stats"))
+    app.router.add_get("/status/stats.json", late("stats_json"))
+    app.router.add_get("/status/broadcasts.json", late("broadcasts_json"))
     return app

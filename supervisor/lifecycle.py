@@ -13,17 +13,20 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from typing import Any
 
-from aiogram.exceptions import TelegramRetryAfter
+import aiohttp
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.utils.backoff import Backoff, BackoffConfig
 
 from shared import metrics
+from shared.db import DB_UNAVAILABLE
 from shared.logs import get_logger
 from shared.redact import REDACTOR
-from tenant_runtime.config import TenantConfig
+from supervisor.slot_state import State
+from tenant_runtime.config import TenantConfig, TenantStatus
 from tenant_runtime.runtime import TenantRuntime, TokenInvalid
 
 log = get_logger(__name__)
@@ -35,23 +38,14 @@ CRASH_LOOP_WINDOW = 60.0
 QUARANTINE_SECONDS = 600.0
 
 
-class State(StrEnum):
-    STARTING = "starting"
-    ACTIVE = "active"
-    STANDBY = "standby"
-    BACKOFF = "backoff"
-    TOKEN_INVALID = "token_invalid"  # noqa: S105 - a state name, not a password
-    QUARANTINED = "quarantined"
-    STOPPED = "stopped"
-
-
 @dataclass
 class Slot:
     config: TenantConfig
     state: State = State.STARTING
     runtime: TenantRuntime | None = None
     task: asyncio.Task[None] | None = None
-    locked: bool = False
+    locked: bool = False  # this process's lock session holds the tenant's lock (set on every lock beat)
+    pending: asyncio.Task[None] | None = None  # a step up or down in progress
     restarts: deque[float] = field(default_factory=lambda: deque(maxlen=32))
     restart_count: int = 0
     next_attempt_at: float | None = None
@@ -60,14 +54,33 @@ class Slot:
 
 
 RuntimeBuilder = Callable[[TenantConfig], TenantRuntime]
-MarkInvalid = Callable[[int, str], Awaitable[None]]
+MarkInvalid = Callable[[int, str, int], Awaitable[None]]  # (tenant id, reason, config version)
+IsHeld = Callable[[int, int], bool]  # (tenant id, lock key) -> this process holds it right now
+
+# Failures of the network or of a shared dependency: they say nothing about the tenant, so they are
+# retried with backoff but never quarantine it (a blip must not take a small platform offline).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TelegramNetworkError,
+    TelegramServerError,
+    aiohttp.ClientError,
+    *DB_UNAVAILABLE,
+)
 
 
 class Lifecycle:
-    def __init__(self, build: RuntimeBuilder, mark_invalid: MarkInvalid, on_wanted_changed: Callable[[], None]):
+    def __init__(
+        self,
+        build: RuntimeBuilder,
+        mark_invalid: MarkInvalid,
+        on_wanted_changed: Callable[[], None],
+        is_held: IsHeld,
+        able: Callable[[], bool] = lambda: True,
+    ):
+        self._able = able
         self._build = build
         self._mark_invalid = mark_invalid
         self._on_wanted_changed = on_wanted_changed
+        self._is_held = is_held
         self.slots: dict[int, Slot] = {}
         self.by_slug: dict[str, Slot] = {}
         self.tenant_by_bot: dict[int, int] = {}
@@ -81,13 +94,15 @@ class Lifecycle:
         seen = {c.id for c in configs}
         for tid in [t for t in self.slots if t not in seen]:
             await self.stop_tenant(tid)
-        for config in configs:
+        for i, config in enumerate(configs):
             await self.apply(config)
+            if i % 50 == 49:
+                await asyncio.sleep(0)  # thousands of tenants: let /health and webhooks in between
 
     async def apply(self, config: TenantConfig) -> None:
         REDACTOR.register(*config.secrets)
         slot = self.slots.get(config.id)
-        if config.status == "disabled":
+        if not config.status.served:
             if slot is not None:
                 await self.stop_tenant(config.id)
             return
@@ -96,6 +111,7 @@ class Lifecycle:
                 slot.config = config
                 if slot.runtime is not None:
                     slot.runtime.reconfigure(config)
+                log.info("tenant reconfigured in place", tenant=config.slug, config_version=config.config_version)
             return
         if slot is not None:
             await self.stop_tenant(config.id)
@@ -103,7 +119,7 @@ class Lifecycle:
         self.slots[config.id] = slot
         self.by_slug[config.slug] = slot
         self.tenant_by_bot[config.bot_id] = config.id
-        if config.status == "token_invalid":
+        if config.status is TenantStatus.TOKEN_INVALID:
             self._set_state(slot, State.TOKEN_INVALID)
             slot.last_error = "Telegram rejected the token; update it with `tenants update --bot-token`"
             return
@@ -116,36 +132,69 @@ class Lifecycle:
         if self.by_slug.get(slot.config.slug) is slot:
             del self.by_slug[slot.config.slug]
         self.tenant_by_bot.pop(slot.config.bot_id, None)
-        if slot.task is not None:
-            slot.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await slot.task
+        # asyncio.wait, not `await task`: the task's CancelledError is its own, and a cancellation of
+        # this caller (SIGTERM during a removal) must still reach the caller.
+        for task in (slot.task, slot.pending):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])
         if slot.runtime is not None:
             await slot.runtime.deactivate()
+        slot.locked = False
+        metrics.LOCK_HELD.labels(slot.config.slug).set(0)
         self._set_state(slot, State.STOPPED)
         self._on_wanted_changed()
 
     # --- locks -------------------------------------------------------------------------------------
 
+    def settling(self) -> bool:
+        """Some tenant is still on its first start (boot, or just added): not yet ready to take a handover."""
+        return any(slot.state == State.STARTING and slot.restart_count == 0 for slot in self.slots.values())
+
     def wanted_locks(self) -> dict[int, int]:
+        if not self._able():
+            return {}  # this process cannot reach Telegram: it serves nobody until it can again
         return {
             tid: slot.config.lock_key for tid, slot in self.slots.items() if slot.state in (State.STANDBY, State.ACTIVE)
         }
 
-    async def on_locks(self, acquired: set[int], released: set[int]) -> None:
-        """Called by the locker; must not block it, so the transitions run as tasks."""
-        for tid in released:
+    def reconcile(self, held: Mapping[int, int]) -> None:
+        """Make every slot match what the lock session holds right now (called on every lock beat).
+
+        Level-triggered: a held tenant whose slot is in standby is activated, an active one that is not
+        held steps down, whatever happened in between (a slot rebuilt after a token change, a lost
+        notification). The transitions run as tasks: the locker must never wait for Telegram.
+        """
+        for tid, slot in self.slots.items():
+            locked = held.get(tid) == slot.config.lock_key
+            if locked != slot.locked:
+                slot.locked = locked
+                metrics.LOCK_HELD.labels(slot.config.slug).set(int(locked))
+            if slot.pending is not None and not slot.pending.done():
+                continue
+            if locked and slot.state == State.STANDBY:
+                slot.pending = self._spawn(self._step_up(slot))
+            elif not locked and slot.state == State.ACTIVE:
+                slot.pending = self._spawn(self._step_down(slot))
+
+    async def quiesce(self, tenant_ids: list[int], timeout: float) -> bool:
+        """Until each of these slots, no longer locked, has stepped down (or `timeout`): the locker frees a
+        lock it hands over only then, so the next owner never overlaps this process. False on a timeout."""
+        deadline = time.monotonic() + timeout
+        for tid in tenant_ids:
             slot = self.slots.get(tid)
-            if slot is not None:
-                slot.locked = False
-                metrics.LOCK_HELD.labels(slot.config.slug).set(0)
-                self._spawn(self._step_down(slot))
-        for tid in acquired:
-            slot = self.slots.get(tid)
-            if slot is not None:
-                slot.locked = True
-                metrics.LOCK_HELD.labels(slot.config.slug).set(1)
-                self._spawn(self._step_up(slot))
+            while slot is not None and slot.state == State.ACTIVE and not slot.locked:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if slot.pending is None or slot.pending.done():
+                    slot.pending = self._spawn(self._step_down(slot))
+                await asyncio.wait([slot.pending], timeout=left)
+                slot = self.slots.get(tid)
+        return True
+
+    def _holds(self, slot: Slot) -> Callable[[], bool]:
+        return lambda: slot.locked and self._is_held(slot.config.id, slot.config.lock_key)
 
     async def _step_up(self, slot: Slot) -> None:
         async with slot.transition:
@@ -153,15 +202,18 @@ class Lifecycle:
             if runtime is None or not slot.locked or slot.state != State.STANDBY:
                 return
             try:
-                await runtime.activate()
+                await runtime.activate(self._holds(slot))
             except Exception as exc:  # reported to the slot's supervisor, which restarts it
                 runtime.report_failure(exc)
+                return
+            if not self._holds(slot)():
+                await runtime.deactivate()  # the lock went while Telegram was answering
                 return
             self._set_state(slot, State.ACTIVE)
 
     async def _step_down(self, slot: Slot) -> None:
         async with slot.transition:
-            if slot.runtime is not None and slot.state == State.ACTIVE:
+            if slot.runtime is not None and slot.state == State.ACTIVE and not slot.locked:
                 await slot.runtime.deactivate()
                 self._set_state(slot, State.STANDBY)
 
@@ -178,8 +230,8 @@ class Lifecycle:
                 await runtime.check_token()
                 async with slot.transition:
                     self._set_state(slot, State.STANDBY)
-                    if slot.locked:
-                        await runtime.activate()
+                    if self._holds(slot)():
+                        await runtime.activate(self._holds(slot))
                         self._set_state(slot, State.ACTIVE)
                 self._on_wanted_changed()
                 raise await runtime.failure
@@ -194,7 +246,7 @@ class Lifecycle:
                     "bot token rejected by Telegram; tenant stopped until its token changes", tenant=slot.config.slug
                 )
                 with contextlib.suppress(Exception):
-                    await self._mark_invalid(slot.config.id, slot.last_error)
+                    await self._mark_invalid(slot.config.id, slot.last_error, slot.config.config_version)
                 self._on_wanted_changed()
                 return
             except TelegramRetryAfter as exc:
@@ -215,7 +267,8 @@ class Lifecycle:
                 metrics.RESTARTS.labels(slot.config.slug).inc()
                 log.warning("tenant runtime crashed", tenant=slot.config.slug, error=slot.last_error)
                 self._on_wanted_changed()
-                if self._crash_looping(slot, now) and not self._shared_failure(now):
+                transient = isinstance(exc, TRANSIENT_ERRORS)
+                if not transient and self._crash_looping(slot, now) and not self._shared_failure(now):
                     log.error(
                         "tenant is crash-looping: quarantined", tenant=slot.config.slug, retry_in_s=QUARANTINE_SECONDS
                     )
@@ -245,10 +298,11 @@ class Lifecycle:
         slot.state = state
         metrics.RUNTIME_STATE.labels(slot.config.slug, state.value).set(1)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def counts(self) -> dict[str, int]:
         result: dict[str, int] = {}

@@ -19,6 +19,7 @@ from shared.logs import get_logger
 log = get_logger(__name__)
 
 CHANNEL = "tenant_changed"
+_LOST = -1  # queued when the listen session closes (no tenant has a negative id)
 _RECONNECT = BackoffConfig(min_delay=0.5, max_delay=15.0, factor=2.0, jitter=0.1)
 
 
@@ -38,6 +39,11 @@ class TenantListener:
         self._changed = changed
         self._interval = resync_interval
         self._queue: asyncio.Queue[int | None] = asyncio.Queue()
+        self._conn: asyncpg.Connection | None = None
+
+    def _on_terminated(self, conn: object) -> None:
+        if conn is self._conn:
+            self._queue.put_nowait(_LOST)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -54,6 +60,10 @@ class TenantListener:
                     self._dsn, application_name=session_name(LISTEN_SESSION, self._instance), keepalive=True
                 )
                 await conn.add_listener(CHANNEL, self._on_notify)
+                # A terminated session wakes the consumer at once: changes made meanwhile are not lost
+                # (the resync after the reconnect reads them), but every second until then would be.
+                self._conn = conn
+                conn.add_termination_listener(self._on_terminated)
                 backoff.reset()
                 await self._resync()
                 await self._consume(conn)
@@ -63,6 +73,7 @@ class TenantListener:
                 log.warning("tenant listener disconnected; will resync after reconnect", error=type(exc).__name__)
                 await asyncio.sleep(next(backoff))
             finally:
+                self._conn = None  # our own close below is not a loss to report
                 if conn is not None:
                     conn.terminate()
 
@@ -80,6 +91,8 @@ class TenantListener:
                     await self._resync()
                     next_resync = loop.time() + self._interval
                 continue
+            if tenant_id == _LOST:
+                raise asyncpg.InterfaceError("the listen session was closed")
             if tenant_id is None:
                 await self._resync()
             else:

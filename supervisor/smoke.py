@@ -14,7 +14,8 @@ from shared.logs import get_logger
 from shared.registry import Registry, to_kie_input, validate_input
 from shared.settings import Settings
 from tenant_runtime.config import TenantConfig
-from tenant_runtime.kie_client import KieClient, KieError
+from tenant_runtime.kie.client import KieClient
+from tenant_runtime.kie.errors import KieError
 
 log = get_logger(__name__)
 

@@ -4,11 +4,12 @@ booted. Imports nothing heavy, so the early responder can use it before aiohttp 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from supervisor.http import Backend
+    from supervisor.http import Routes
 
 
 @dataclass
@@ -18,7 +19,9 @@ class ServerState:
     started_at: float = field(default_factory=time.time)
     db_status: str = "connecting"
     migrations_applied: bool = False
-    backend: Backend | None = None
+    backend: Routes | None = None
+    warnings: list[str] = field(default_factory=list)  # settings that work but cost something
+    on_stop: list[Callable[[], None]] = field(default_factory=list)  # called on SIGTERM/SIGINT, before shutdown
 
     def health(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -29,6 +32,8 @@ class ServerState:
             "db": self.db_status,
             "migrations_applied": self.migrations_applied,
         }
+        if self.warnings:
+            body["warnings"] = self.warnings
         if self.backend is not None:
             body.update(self.backend.health())
         else:

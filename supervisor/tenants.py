@@ -5,67 +5,28 @@ Every write bumps `config_version`; the table trigger NOTIFYs running supervisor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import cast
 
 import asyncpg
 
-from shared.crypto import CryptoError, KeyRing
+from shared.crypto import KeyRing
 from shared.ids import webhook_secret
 from shared.logs import get_logger
-from shared.redact import REDACTOR, mask
-from tenant_runtime.config import BotMode, Language, TenantConfig
+from shared.redact import REDACTOR
+from supervisor.tenant_changes import NewTenant, TenantChanges, TenantError, merged_texts
+from supervisor.tenant_rows import SECRET_COLUMNS, config_from_row, describe
+from tenant_runtime.config import TenantConfig, TenantStatus
+
+# The requests and the row mapping live in their own modules; callers import them from here too.
+__all__ = ["NewTenant", "TenantChanges", "TenantError", "TenantStore", "describe"]
 
 log = get_logger(__name__)
 
-_SECRET_COLUMNS = (
-    "bot_token_enc",
-    "kie_api_key_enc",
-    "kie_webhook_key_enc",
-    "webhook_secret_enc",
-    "callback_secret_enc",
-)
 
-
-class TenantError(Exception):
-    """A registry operation failed; the message is safe to show (no secrets)."""
-
-
-@dataclass(frozen=True)
-class NewTenant:
-    slug: str
-    display_name: str
-    bot_token: str
-    bot_id: int
-    kie_api_key: str | None
-    admin_ids: list[int]
-    markup: Decimal = Decimal("2.0")
-    default_language: Language = "ru"
-    bot_mode: BotMode | None = None
-    kie_webhook_key: str | None = None
-    welcome_bonus: int = 0
-    referral_bonus: int = 0
-    stars_packages: tuple[int, ...] | None = None
-    stars_rate_minor: int | None = None
-
-
-@dataclass(frozen=True)
-class TenantChanges:
-    display_name: str | None = None
-    bot_token: tuple[str, int] | None = None
-    kie_api_key: str | None = None
-    kie_webhook_key: str | None = None
-    admin_ids: list[int] | None = None
-    markup: Decimal | None = None
-    default_language: Language | None = None
-    bot_mode: BotMode | None = None
-    welcome_bonus: int | None = None
-    referral_bonus: int | None = None
-    disabled_models: list[str] | None = None
-    # () / 0 put the tenant back on the platform's Stars packages / rate; None leaves them as they are.
-    stars_packages: tuple[int, ...] | None = None
-    stars_rate_minor: int | None = None
+async def _require_timezone(conn: asyncpg.Connection, name: str) -> None:
+    """The free quota's day is computed by Postgres: the zone must be one it knows."""
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)", name):
+        raise TenantError(f"unknown time zone {name!r}: use an IANA name such as Europe/Moscow")
 
 
 def _scope(tenant_id: int) -> str:
@@ -76,6 +37,14 @@ class TenantStore:
     def __init__(self, pool: asyncpg.Pool, keys: KeyRing) -> None:
         self._pool = pool
         self._keys = keys
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    @property
+    def keys(self) -> KeyRing:
+        return self._keys
 
     def _enc(self, tenant_id: int, column: str, value: str | None) -> str | None:
         if value is None:
@@ -96,14 +65,18 @@ class TenantStore:
                 raise TenantError(f"tenant {new.slug!r} already exists")
             if await conn.fetchval("SELECT slug FROM tenants WHERE bot_id = $1", new.bot_id):
                 raise TenantError("this bot token is already used by another tenant")
+            await _require_timezone(conn, new.limits.timezone)
             # The id is part of each ciphertext's associated data, so reserve it first.
             tenant_id = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('tenants', 'id'))")
             await conn.execute(
                 """INSERT INTO tenants (id, slug, display_name, bot_id, bot_token_enc, kie_api_key_enc,
                        kie_webhook_key_enc, webhook_secret_enc, callback_secret_enc, admin_ids, markup,
-                       default_language, bot_mode, welcome_bonus, referral_bonus, stars_packages, stars_rate_minor)
+                       default_language, bot_mode, welcome_bonus, referral_bonus, stars_packages, stars_rate_minor,
+                       free_daily, max_open_jobs, rate_limit_per_minute, timezone, status, owner_id,
+                       referral_bonus_invited)
                    OVERRIDING SYSTEM VALUE
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)""",
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                           $18, $19, $20, $21, $22, $23, $24)""",
                 tenant_id,
                 new.slug,
                 new.display_name,
@@ -121,6 +94,13 @@ class TenantStore:
                 new.referral_bonus,
                 list(new.stars_packages) if new.stars_packages else None,
                 new.stars_rate_minor,
+                new.limits.free_daily,
+                new.limits.max_open_jobs,
+                new.limits.rate_per_minute,
+                new.limits.timezone,
+                new.status.value,
+                new.owner_id,
+                new.referral_bonus_invited,
             )
             row = await conn.fetchrow("SELECT * FROM tenants WHERE id = $1", tenant_id)
         return self._config(row)
@@ -142,8 +122,8 @@ class TenantStore:
                     raise TenantError("this bot token is already used by another tenant")
                 sets["bot_token_enc"] = self._enc(tid, "bot_token", token)
                 sets["bot_id"] = bot_id
-                if row["status"] == "token_invalid":
-                    sets["status"] = "enabled"
+                if row["status"] == TenantStatus.TOKEN_INVALID:
+                    sets["status"] = TenantStatus.ENABLED.value
             if changes.kie_api_key is not None:
                 REDACTOR.register(changes.kie_api_key)
                 sets["kie_api_key_enc"] = self._enc(tid, "kie_api_key", changes.kie_api_key)
@@ -157,21 +137,33 @@ class TenantStore:
                 "bot_mode",
                 "welcome_bonus",
                 "referral_bonus",
+                "referral_bonus_invited",
                 "disabled_models",
+                "free_daily",
+                "max_open_jobs",
+                "rate_limit_per_minute",
+                "timezone",
             ):
                 value = getattr(changes, name)
                 if value is not None:
                     sets[name] = value
+            if changes.timezone is not None:
+                await _require_timezone(conn, changes.timezone)
             if changes.stars_packages is not None:
                 sets["stars_packages"] = list(changes.stars_packages) or None
             if changes.stars_rate_minor is not None:
                 sets["stars_rate_minor"] = changes.stars_rate_minor or None
+            if changes.support_url is not None:
+                sets["support_url"] = changes.support_url or None
+            if changes.texts is not None:
+                sets["texts"] = merged_texts(row["texts"], changes.texts)
             if not sets:
                 raise TenantError("nothing to update: give at least one option")
             row = await self._write(conn, tid, sets)
         return self._config(row)
 
     async def set_status(self, slug: str, status: str, *, last_error: str | None = None) -> TenantConfig:
+        status = TenantStatus(status).value  # a str from the CLI, checked here
         async with self._pool.acquire() as conn, conn.transaction():
             tid = await conn.fetchval("SELECT id FROM tenants WHERE slug = $1 FOR UPDATE", slug)
             if tid is None:
@@ -179,14 +171,47 @@ class TenantStore:
             row = await self._write(conn, tid, {"status": status, "last_error": last_error})
         return self._config(row)
 
-    async def mark_token_invalid(self, tenant_id: int, reason: str) -> None:
-        """Called by a runtime; not a config change, so config_version stays."""
+    async def transition(self, tenant_id: int, before: TenantStatus, after: TenantStatus) -> TenantConfig | None:
+        """`before` -> `after` only if the tenant is still `before` (two operators pressing Approve at
+        once, an owner resuming what an operator has just disabled): None when it was not."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchval("SELECT status FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
+            if current != before:
+                return None
+            row = await self._write(conn, tenant_id, {"status": after.value, "last_error": None})
+        return self._config(row)
+
+    async def remove_pending(self, tenant_id: int) -> TenantConfig | None:
+        """A rejected request leaves nothing behind; None when it is no longer pending."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "DELETE FROM tenants WHERE id = $1 AND status = $2 RETURNING *", tenant_id, TenantStatus.PENDING.value
+            )
+        return None if row is None else self._config(row)
+
+    async def owned_by(self, owner_id: int) -> list[TenantConfig]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT * FROM tenants WHERE owner_id = $1 ORDER BY created_at, id", owner_id)
+        return [self._config(row) for row in rows]
+
+    async def taken(self, *, slug: str | None = None, bot_id: int | None = None) -> bool:
+        """Whether a tenant already has this slug or this bot (checked again, under the unique index, on insert)."""
+        return bool(
+            await self._pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM tenants WHERE slug = $1 OR bot_id = $2)", slug, bot_id
+            )
+        )
+
+    async def mark_token_invalid(self, tenant_id: int, reason: str, *, config_version: int | None = None) -> None:
+        """Called by a runtime; not a config change, so config_version stays. Only for the configuration
+        the runtime was built from: a late failure of the old token must not undo a rotation."""
         async with self._pool.acquire() as conn:
             await conn.execute(
                 "UPDATE tenants SET status = 'token_invalid', last_error = $2, updated_at = now() "
-                "WHERE id = $1 AND status = 'enabled'",
+                "WHERE id = $1 AND status = 'enabled' AND ($3::int IS NULL OR config_version = $3)",
                 tenant_id,
                 REDACTOR.redact(reason)[:500],
+                config_version,
             )
 
     @staticmethod
@@ -243,7 +268,7 @@ class TenantStore:
                     if row is None:
                         continue
                     sets = {}
-                    for column in _SECRET_COLUMNS:
+                    for column in SECRET_COLUMNS:
                         value = row[column]
                         if value is not None and self._keys.needs_rotation(value):
                             name = column.removesuffix("_enc")
@@ -256,62 +281,4 @@ class TenantStore:
         return rotated
 
     def _config(self, row: asyncpg.Record) -> TenantConfig:
-        tid = row["id"]
-        try:
-            token = self._dec(tid, "bot_token", row["bot_token_enc"])
-            secret = self._dec(tid, "webhook_secret", row["webhook_secret_enc"])
-            callback = self._dec(tid, "callback_secret", row["callback_secret_enc"])
-            kie = self._dec(tid, "kie_api_key", row["kie_api_key_enc"])
-            kie_hook = self._dec(tid, "kie_webhook_key", row["kie_webhook_key_enc"])
-        except CryptoError as exc:
-            raise TenantError(f"tenant {row['slug']!r}: {exc}") from None
-        assert token is not None and secret is not None and callback is not None
-        return TenantConfig(
-            id=tid,
-            slug=row["slug"],
-            display_name=row["display_name"],
-            status=row["status"],
-            bot_id=row["bot_id"],
-            bot_token=token,
-            kie_api_key=kie,
-            kie_webhook_key=kie_hook,
-            webhook_secret=secret,
-            callback_secret=callback,
-            admin_ids=frozenset(row["admin_ids"]),
-            lock_key=row["lock_key"],
-            markup=row["markup"],
-            default_language=row["default_language"],
-            bot_mode=row["bot_mode"],
-            welcome_bonus=row["welcome_bonus"],
-            referral_bonus=row["referral_bonus"],
-            disabled_models=frozenset(row["disabled_models"]),
-            config_version=row["config_version"],
-            stars_packages=tuple(row["stars_packages"]) if row["stars_packages"] else None,
-            stars_rate_minor=row["stars_rate_minor"],
-        )
-
-
-def describe(config: TenantConfig, last_error: str | None = None) -> dict[str, object]:
-    """The operator's view of a tenant: every secret masked."""
-    return {
-        "id": config.id,
-        "slug": config.slug,
-        "display_name": config.display_name,
-        "status": config.status,
-        "bot_id": config.bot_id,
-        "bot_token": mask(config.bot_token),
-        "kie_api_key": mask(config.kie_api_key) if config.kie_api_key else None,
-        "kie_webhook_key": "set" if config.kie_webhook_key else None,
-        "admin_ids": sorted(config.admin_ids),
-        "lock_key": config.lock_key,
-        "markup": str(config.markup),
-        "default_language": config.default_language,
-        "bot_mode": config.bot_mode,
-        "welcome_bonus": config.welcome_bonus,
-        "referral_bonus": config.referral_bonus,
-        "disabled_models": sorted(config.disabled_models),
-        "stars_packages": list(config.stars_packages) if config.stars_packages else None,
-        "stars_rate_minor": config.stars_rate_minor,
-        "config_version": config.config_version,
-        "webhook_path": f"/webhook/{config.slug}",
-    }
+        return config_from_row(row, self._dec)

@@ -8,6 +8,7 @@ shutting down keeps its pool sessions while it drains, so its claims are not tak
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ MAX_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class Pending:
+    tenant_id: int
     update_id: int
     payload: dict[str, Any]
 
@@ -65,42 +67,93 @@ class Inbox:
         )
         return row is not None
 
-    async def finish(self, tenant_id: int, update_id: int, *, ok: bool) -> None:
-        await self._pool.execute(
-            "UPDATE updates_inbox SET status = $3, done_at = now() WHERE tenant_id = $1 AND update_id = $2",
+    async def finish(self, tenant_id: int, update_id: int, *, ok: bool) -> bool:
+        """Mark the update handled; False when the claim was no longer ours (someone took it over)."""
+        found = await self._pool.fetchval(
+            "UPDATE updates_inbox SET status = $3, done_at = now() "
+            "WHERE tenant_id = $1 AND update_id = $2 AND claimed_by = $4 AND status = 'processing' RETURNING 1",
             tenant_id,
             update_id,
             "done" if ok else "failed",
+            self._instance,
+        )
+        return found is not None
+
+    async def release(self, tenant_id: int, update_id: int) -> None:
+        """Give up this process's claim now (it cannot answer for the bot): the next redelivery or the
+        next reclaimer takes the update at once instead of after the lease. The try is not counted: the
+        update did not fail, Telegram was out of reach; MAX_ATTEMPTS is for updates that fail their
+        handler (chaos seed 707: a reply handed back five times in a Telegram outage was marked failed
+        and never sent)."""
+        await self._pool.execute(
+            "UPDATE updates_inbox SET claimed_at = now() - make_interval(secs => $4), "
+            "attempts = greatest(attempts - 1, 0) "
+            "WHERE tenant_id = $1 AND update_id = $2 AND claimed_by = $3 AND status = 'processing'",
+            tenant_id,
+            update_id,
+            self._instance,
+            RECLAIM_AFTER_SECONDS + 1,
         )
 
-    async def reclaim_stale(self, tenant_id: int, limit: int = 50) -> list[Pending]:
-        """Updates accepted by a process that died before finishing them, oldest first."""
+    async def renew(self, open_updates: Mapping[int, Collection[int]]) -> int:
+        """Renew the leases of updates this process is still handling (tenant id -> update ids), so a
+        slow or queued update is never taken over by a live process; one statement for all of them."""
+        tenants = [tid for tid, ids in open_updates.items() for _ in ids]
+        updates = [uid for ids in open_updates.values() for uid in ids]
+        if not updates:
+            return 0
+        status = await self._pool.execute(
+            """UPDATE updates_inbox u SET claimed_at = now()
+               FROM unnest($1::bigint[], $2::bigint[]) AS o (tenant_id, update_id)
+               WHERE u.tenant_id = o.tenant_id AND u.update_id = o.update_id
+                 AND u.claimed_by = $3 AND u.status = 'processing'""",
+            tenants,
+            updates,
+            self._instance,
+        )
+        return int(status.split()[-1])
+
+    async def reclaim_stale(
+        self, tenant_ids: Collection[int], *, exclude: Collection[tuple[int, int]] = (), limit: int = 200
+    ) -> list[Pending]:
+        """Updates of these tenants accepted by a process that died before finishing them, oldest first,
+        now claimed by this process; never one of `exclude` ((tenant, update) pairs this process still has
+        in hand). One statement for all tenants, whatever their number; updates tried MAX_ATTEMPTS times
+        are marked failed instead."""
+        if not tenant_ids:
+            return []
         rows = await self._pool.fetch(
             """UPDATE updates_inbox SET claimed_by = $2, claimed_at = now(), attempts = attempts + 1
                WHERE (tenant_id, update_id) IN (
                    SELECT tenant_id, update_id FROM updates_inbox
-                   WHERE tenant_id = $1 AND status = 'processing' AND attempts < $4
+                   WHERE tenant_id = ANY($1::bigint[]) AND status = 'processing' AND attempts < $4
+                     AND (tenant_id, update_id) NOT IN (SELECT * FROM unnest($7::bigint[], $8::bigint[]))
                      AND """
             + _claim_open(3, 6)
             + """
                    ORDER BY update_id LIMIT $5 FOR UPDATE SKIP LOCKED)
-               RETURNING update_id, payload""",
-            tenant_id,
+               RETURNING tenant_id, update_id, payload""",
+            list(tenant_ids),
             self._instance,
             RECLAIM_AFTER_SECONDS,
             MAX_ATTEMPTS,
             limit,
             list(PROCESS_SESSIONS),
+            [tid for tid, _ in exclude],
+            [uid for _, uid in exclude],
         )
         await self._pool.execute(
             "UPDATE updates_inbox SET status = 'failed', done_at = now() "
-            "WHERE tenant_id = $1 AND status = 'processing' AND attempts >= $2 "
+            "WHERE tenant_id = ANY($1::bigint[]) AND status = 'processing' AND attempts >= $2 "
             "AND claimed_at < now() - make_interval(secs => $3)",
-            tenant_id,
+            list(tenant_ids),
             MAX_ATTEMPTS,
             RECLAIM_AFTER_SECONDS,
         )
-        return sorted((Pending(r["update_id"], r["payload"]) for r in rows), key=lambda p: p.update_id)
+        return sorted(
+            (Pending(r["tenant_id"], r["update_id"], r["payload"]) for r in rows),
+            key=lambda p: (p.tenant_id, p.update_id),
+        )
 
     async def prune(self, older_than_days: int = 7) -> int:
         status = await self._pool.execute(

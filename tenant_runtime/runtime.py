@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Coroutine
-from enum import StrEnum
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
@@ -32,42 +31,26 @@ from aiogram.utils.backoff import Backoff, BackoffConfig
 from pydantic import ValidationError
 
 from shared import metrics
+from shared.db import DB_UNAVAILABLE
 from shared.ids import correlation_id
 from shared.logs import get_logger
 from tenant_runtime.config import BotMode, TenantConfig
+from tenant_runtime.inbox import Pending
 from tenant_runtime.ordering import KeyedLocks
 from tenant_runtime.services import Services
+from tenant_runtime.telegram.fence import LeaseLapsed, owned_work
+from tenant_runtime.telegram.profile_sync import ProfileKeeper, desired_profile
+from tenant_runtime.updates import INT64, Handling, Outcome, chat_of, ints_fit
 
 log = get_logger(__name__)
 
 ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 _POLL_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.6, jitter=0.1)
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+POLL_FAILURES_BEFORE_RESTART = 3  # getUpdates failures in a row (network, 5xx) before the runtime restarts
 
 
 class TokenInvalid(Exception):
     """Telegram rejected the bot token (401/404): retrying will not help until the config changes."""
-
-
-class Outcome(StrEnum):
-    HANDLED = "handled"
-    DUPLICATE = "duplicate"
-    INVALID = "invalid"
-    UNAVAILABLE = "unavailable"
-
-
-def chat_of(payload: dict[str, Any]) -> int | None:
-    """The chat an update belongs to, read from the raw JSON (cheaper than aiogram's resolver)."""
-    for key, value in payload.items():
-        if key == "update_id" or not isinstance(value, dict):
-            continue
-        chat = value.get("chat") or (value.get("message") or {}).get("chat")
-        if isinstance(chat, dict) and isinstance(chat.get("id"), int):
-            return int(chat["id"])
-        sender = value.get("from")
-        if isinstance(sender, dict) and isinstance(sender.get("id"), int):
-            return int(sender["id"])
-    return None
 
 
 class TenantRuntime:
@@ -79,22 +62,33 @@ class TenantRuntime:
         self.last_update_at: float | None = None
         self._chat_locks = KeyedLocks()
         self._singletons: set[asyncio.Task[None]] = set()
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[Handling]] = set()
+        # Accepted by this process and not finished yet (running or queued behind its chat): their
+        # inbox leases are renewed, and the reclaimer never takes them from under us.
+        self.open_updates: set[int] = set()
         self._unavailable_told: dict[int, float] = {}
+        self._active = False  # between activate() and deactivate(): this process holds the tenant
+        self._profile = ProfileKeeper(lambda: self.services.pool, self.bot, lambda: self.config, self._singletons)
         self._log = log.bind(tenant=config.slug)
 
     @property
     def webhook_url(self) -> str | None:
+        """The webhook names the tenant's row (`?t=<id>`, ignored by the route): a shop removed and added
+        again with the same bot has a new secret, and getWebhookInfo cannot show a secret, so an unchanged
+        URL would be taken for a webhook already set and every update would bounce (chaos seed 22)."""
         base = self.services.settings.public_base_url
-        return f"{base}/webhook/{self.config.slug}" if base else None
+        return f"{base}/webhook/{self.config.slug}?t={self.config.id}" if base else None
 
     def mode(self) -> BotMode:
         return self.config.bot_mode or self.services.settings.effective_bot_mode
 
     def reconfigure(self, config: TenantConfig) -> None:
         """Take fields that need no new Bot (admins, markup, language…) without a restart."""
+        before = desired_profile(self.config)
         self.config = config
         self._log = log.bind(tenant=config.slug)
+        if self._active and desired_profile(config) != before:  # held here: Telegram's profile follows
+            self._profile.want()
 
     # --- token and singleton work -------------------------------------------------------------
 
@@ -104,17 +98,25 @@ class TenantRuntime:
         except (TelegramUnauthorizedError, TelegramNotFound) as exc:
             raise TokenInvalid(exc.message) from None
 
-    async def activate(self) -> None:
-        """Run the singleton work: called when this process holds the tenant's lock."""
-        mode = self.mode()
-        if mode == "webhook":
-            await self._ensure_webhook()
+    async def activate(self, still_held: Callable[[], bool]) -> None:
+        """Run the singleton work: called when this process holds the tenant's lock.
+
+        `still_held` is asked right before each side effect Telegram sees (setWebhook, polling): a
+        lock lost while an earlier call was in flight must not start work another process now owns.
+        """
+        if self.mode() == "webhook":
+            await self._ensure_webhook(still_held)
         else:
             await self._call(self.bot.delete_webhook(drop_pending_updates=False, request_timeout=15))
+            if not still_held():
+                return
             self._spawn_singleton(self._poll_forever())
-        self._spawn_singleton(self._reclaim_forever())
+        if still_held():
+            self._active = True
+            self._profile.want()
 
     async def deactivate(self) -> None:
+        self._active = False
         tasks = list(self._singletons)
         for task in tasks:
             task.cancel()
@@ -126,12 +128,14 @@ class TenantRuntime:
         if self._in_flight:
             await asyncio.wait(list(self._in_flight), timeout=timeout)
 
-    async def _ensure_webhook(self) -> None:
+    async def _ensure_webhook(self, still_held: Callable[[], bool]) -> None:
         url = self.webhook_url
         if url is None:
             raise RuntimeError("webhook mode needs PUBLIC_BASE_URL")
         info = await self._call(self.bot.get_webhook_info(request_timeout=15))
         if info.url == url and sorted(info.allowed_updates or []) == sorted(ALLOWED_UPDATES):
+            return
+        if not still_held():
             return
         await self._call(
             self.bot.set_webhook(
@@ -170,12 +174,18 @@ class TenantRuntime:
     async def _poll_forever(self) -> None:
         offset: int | None = None
         backoff = Backoff(_POLL_BACKOFF)
-        conflicts = 0
+        conflicts = unreachable = 0
         while True:
             try:
-                updates = await self.bot.get_updates(
-                    offset=offset, timeout=25, allowed_updates=ALLOWED_UPDATES, request_timeout=40
-                )
+                with owned_work(self.services.lease):
+                    updates = await self.bot.get_updates(
+                        offset=offset, timeout=25, allowed_updates=ALLOWED_UPDATES, request_timeout=40
+                    )
+            except LeaseLapsed:
+                # Not a Telegram failure: the locker has not confirmed the lock lately. It steps this
+                # runtime down if the lock is gone; until then, wait a beat without counting it.
+                await asyncio.sleep(1.0)
+                continue
             except (TelegramUnauthorizedError, TelegramNotFound) as exc:
                 raise TokenInvalid(exc.message) from None
             except TelegramRetryAfter as exc:
@@ -190,11 +200,16 @@ class TenantRuntime:
                 await backoff.asleep()
                 continue
             except (TelegramNetworkError, TelegramServerError) as exc:
+                unreachable += 1
+                if unreachable >= POLL_FAILURES_BEFORE_RESTART:
+                    # Telegram stays out of reach from here: restart, so the lock can move to a
+                    # process that can poll (this one is not able to serve the bot).
+                    raise
                 self._log.warning("polling error, retrying", error=type(exc).__name__)
                 await backoff.asleep()
                 continue
             backoff.reset()
-            conflicts = 0
+            conflicts = unreachable = 0
             for update in updates:
                 payload = update.model_dump(mode="json", exclude_none=True, by_alias=True)
                 # Accept durably before the next getUpdates confirms the offset to Telegram; if the
@@ -208,19 +223,15 @@ class TenantRuntime:
                 if accepted:
                     self._track(self._process(update, chat_id))
 
-    async def _reclaim_forever(self) -> None:
-        """Finish updates that a crashed process accepted but never handled."""
-        while True:
-            await asyncio.sleep(15)
-            try:
-                for pending in await self.services.inbox.reclaim_stale(self.config.id):
-                    update = Update.model_validate(pending.payload, context={"bot": self.bot})
-                    self._log.info("resuming an update left by a stopped process", update_id=pending.update_id)
-                    await self._process(update, chat_of(pending.payload))
-            except _DB_ERRORS as exc:
-                self._log.warning("inbox reclaim failed", error=type(exc).__name__)
+    def resume(self, pending: Pending) -> None:
+        """Handle an update a stopped process accepted but never finished (the inbox reclaimer found it;
+        this process now holds the claim). Runs in the background, in its chat's order."""
+        update = Update.model_validate(pending.payload, context={"bot": self.bot})
+        self._log.info("resuming an update left by a stopped process", update_id=pending.update_id)
+        self.open_updates.add(pending.update_id)
+        self._track(self._process(update, chat_of(pending.payload)))
 
-    def _track(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _track(self, coro: Coroutine[Any, Any, Handling]) -> asyncio.Task[Handling]:
         task = asyncio.create_task(coro)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
@@ -228,7 +239,13 @@ class TenantRuntime:
 
     # --- updates ----------------------------------------------------------------------------------
 
-    async def handle_webhook(self, payload: dict[str, Any]) -> Outcome:
+    async def handle_webhook(self, payload: object) -> Outcome:
+        update_id = payload.get("update_id") if isinstance(payload, dict) else None
+        if not isinstance(update_id, int) or isinstance(update_id, bool) or not 0 <= update_id < INT64:
+            return Outcome.INVALID
+        assert isinstance(payload, dict)
+        if not ints_fit(payload):
+            return Outcome.INVALID  # Telegram's ids fit in 64 bits; Postgres (bigint) needs them to
         try:
             update = Update.model_validate(payload, context={"bot": self.bot})
         except ValidationError:
@@ -241,7 +258,8 @@ class TenantRuntime:
             return Outcome.DUPLICATE
         task = self._track(self._process(update, chat_id))
         # Shielded: a client that hangs up must not cancel the handling of an accepted update.
-        await asyncio.shield(task)
+        if await asyncio.shield(task) is Handling.HANDED_BACK:
+            return Outcome.UNAVAILABLE  # Telegram keeps it and redelivers, maybe to the bot's next owner
         return Outcome.HANDLED
 
     async def _accept(
@@ -250,60 +268,94 @@ class TenantRuntime:
         """True: ours to handle. False: duplicate. None: the database is unreachable."""
         slug = self.config.slug
         metrics.UPDATES_RECEIVED.labels(slug, source).inc()
+        if chat_id is not None and not -INT64 <= chat_id < INT64:
+            chat_id = None
         try:
             accepted = await self.services.inbox.accept(self.config.id, update_id, chat_id, payload)
-        except _DB_ERRORS as exc:
+        except DB_UNAVAILABLE as exc:
             self._log.warning(
                 "database unavailable, update not accepted", update_id=update_id, error=type(exc).__name__
             )
             await self._tell_unavailable(chat_id)
             return None
-        if not accepted:
+        except asyncpg.PostgresError as exc:
+            # Postgres refused this update's data (a NUL in a text, a number out of range): not an outage.
+            # Answering "unavailable" would make Telegram redeliver it for ever and block the chat.
+            self._log.warning("update refused by the database; skipped", update_id=update_id, error=type(exc).__name__)
+            metrics.UPDATES_FAILED.labels(slug).inc()
+            return False
+        if accepted:
+            self.open_updates.add(update_id)
+        else:
             metrics.UPDATES_DUPLICATE.labels(slug).inc()
         return accepted
 
-    async def _process(self, update: Update, chat_id: int | None) -> None:
+    async def _process(self, update: Update, chat_id: int | None) -> Handling:
         started = time.perf_counter()
         cid = correlation_id()
-        ok = True
         # A pre-checkout query must be answered within 10 s: it never queues behind a slow handler.
         lock_key = (chat_id or 0) if update.pre_checkout_query is None else -update.update_id
         async with self._chat_locks.hold(lock_key):
             with structlog.contextvars.bound_contextvars(
                 tenant=self.config.slug, update_id=update.update_id, correlation_id=cid
             ):
-                try:
-                    await self.services.dispatcher.feed_update(self.bot, update, runtime=self, correlation_id=cid)
-                except (TelegramUnauthorizedError, TelegramNotFound) as exc:
-                    ok = False
-                    self.report_failure(TokenInvalid(exc.message))
-                except _DB_ERRORS as exc:
-                    # Left 'processing': the inbox lease hands it out again once the database is back
-                    # (a Stars payment, say, must not be dropped by a failover).
-                    self._log.warning(
-                        "database error while handling; will retry the update",
-                        update_id=update.update_id,
-                        error=type(exc).__name__,
-                    )
-                    await self._tell_unavailable(chat_id)
-                    metrics.UPDATES_FAILED.labels(self.config.slug).inc()
-                    return
-                except Exception:
-                    ok = False
-                    self._log.exception("handler failed", update_id=update.update_id, correlation_id=cid)
-                    await self._apologise(chat_id, cid)
-                await self._finish(update.update_id, ok)
+                handling = await self._handle(update, chat_id, cid)
+                if handling is not Handling.HANDED_BACK:
+                    await self._finish(update.update_id, handling is Handling.DONE)
         self.last_update_at = time.time()
         slug = self.config.slug
-        (metrics.UPDATES_HANDLED if ok else metrics.UPDATES_FAILED).labels(slug).inc()
+        (metrics.UPDATES_HANDLED if handling is Handling.DONE else metrics.UPDATES_FAILED).labels(slug).inc()
         metrics.HANDLER_SECONDS.labels(slug).observe(time.perf_counter() - started)
+        return handling
+
+    async def _handle(self, update: Update, chat_id: int | None, cid: str) -> Handling:
+        try:
+            with owned_work(self.services.lease):
+                await self.services.dispatcher.feed_update(self.bot, update, runtime=self, correlation_id=cid)
+        except (TelegramUnauthorizedError, TelegramNotFound, TelegramNetworkError, TelegramServerError) as exc:
+            # This process cannot answer for the bot right now (its token was revoked, or Telegram is out
+            # of reach from here): the reply would be lost. Hand the update back for whoever serves the
+            # bot next (a rotated token, another replica), and restart: the lock moves if it stays so.
+            await self._hand_back(update.update_id, exc)
+            if isinstance(exc, LeaseLapsed):
+                return Handling.HANDED_BACK  # the locker steps this runtime down at its next beat
+            failure = (
+                TokenInvalid(exc.message) if isinstance(exc, TelegramUnauthorizedError | TelegramNotFound) else exc
+            )
+            self.report_failure(failure)
+            return Handling.HANDED_BACK
+        except DB_UNAVAILABLE as exc:
+            # Left 'processing': handed out again once the database is back (a Stars payment, say,
+            # must not be dropped by a failover); Telegram redelivers it meanwhile.
+            self.open_updates.discard(update.update_id)
+            self._log.warning(
+                "database error while handling; will retry the update",
+                update_id=update.update_id,
+                error=type(exc).__name__,
+            )
+            await self._tell_unavailable(chat_id)
+            return Handling.HANDED_BACK
+        except Exception:
+            self._log.exception("handler failed", update_id=update.update_id, correlation_id=cid)
+            await self._apologise(chat_id, cid)
+            return Handling.FAILED
+        return Handling.DONE
+
+    async def _hand_back(self, update_id: int, exc: Exception) -> None:
+        self.open_updates.discard(update_id)
+        self._log.warning(
+            "cannot answer for this bot now; update handed back", update_id=update_id, error=type(exc).__name__
+        )
+        with contextlib.suppress(*DB_UNAVAILABLE):
+            await self.services.inbox.release(self.config.id, update_id)
 
     async def _finish(self, update_id: int, ok: bool) -> None:
+        self.open_updates.discard(update_id)
         for attempt in range(3):
             try:
                 await self.services.inbox.finish(self.config.id, update_id, ok=ok)
                 return
-            except _DB_ERRORS as exc:
+            except DB_UNAVAILABLE as exc:
                 self._log.warning(
                     "could not mark update finished", update_id=update_id, attempt=attempt, error=type(exc).__name__
                 )
@@ -312,7 +364,7 @@ class TenantRuntime:
     async def _apologise(self, chat_id: int | None, cid: str) -> None:
         if chat_id is None:
             return
-        from tenant_runtime.texts import text
+        from tenant_runtime.telegram.texts import text
 
         with contextlib.suppress(TelegramAPIError, asyncio.TimeoutError):
             await self.bot.send_message(
@@ -327,7 +379,7 @@ class TenantRuntime:
         if now - self._unavailable_told.get(chat_id, 0.0) < 60:
             return
         self._unavailable_told[chat_id] = now
-        from tenant_runtime.texts import text
+        from tenant_runtime.telegram.texts import text
 
         with contextlib.suppress(TelegramAPIError, asyncio.TimeoutError):
             await self.bot.send_message(

@@ -10,10 +10,11 @@ from aiogram import Dispatcher
 
 from shared.registry import Registry
 from shared.settings import Settings
+from tenant_runtime.billing.ledger import Ledger
+from tenant_runtime.generation.jobs import JobService
 from tenant_runtime.inbox import Inbox
-from tenant_runtime.jobs import JobService
-from tenant_runtime.kie_client import KieClient
-from tenant_runtime.ledger import Ledger
+from tenant_runtime.kie.client import KieClient
+from tenant_runtime.telegram.fence import ALWAYS_HELD, Lease
 from tenant_runtime.users import Users
 
 
@@ -29,6 +30,7 @@ class Services:
     users: Users
     kie: KieClient
     jobs: JobService
+    lease: Lease = ALWAYS_HELD  # the locker's hold: owned work stops when it lapses (telegram.fence)
 
     @property
     def credit_rate(self) -> Decimal:

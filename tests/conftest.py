@@ -121,3 +121,16 @@ async def module_pool(module_database: str) -> AsyncIterator[asyncpg.Pool]:
     p = await create_pool(module_database, 3, application_name="tests-module")
     yield p
     await p.close()
+
+
+_KINDS = ("unit", "db", "process", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked by its folder (tests/unit, tests/db, tests/process, tests/browser), so
+    `pytest -m "not process and not browser"` runs the fast part alone."""
+    for item in items:
+        parts = item.path.parts
+        for kind in _KINDS:
+            if kind in parts:
+                item.add_marker(getattr(pytest.mark, kind))

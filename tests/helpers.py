@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
+from sandbox.stack import DemoTenant, ScriptedUser, Stack
+from sandbox.telegram.server import FakeTelegram
 from shared.crypto import KeyRing, generate_key
 from supervisor.tenants import NewTenant, TenantStore
 from tenant_runtime.config import TenantConfig
@@ -76,6 +80,22 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+async def stays_true(
+    condition: Callable[[], Awaitable[bool]] | Callable[[], bool], *, window: float, what: str
+) -> None:
+    """`condition` holds for the whole window: to prove something did not happen, wait past where it could."""
+
+    async def holds() -> bool:
+        result = condition()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+    deadline = time.monotonic() + window
+    while time.monotonic() < deadline:
+        assert await holds(), what
+        await asyncio.sleep(0.2)
+    assert await holds(), what
+
+
 def assert_no_secrets(text: str, secrets: Iterable[str | None]) -> None:
     for secret in secrets:
         if secret:
@@ -106,3 +126,39 @@ async def add_bare_tenants(pool: asyncpg.Pool, prefix: str, count: int, first_bo
             )
         )
     return added
+
+
+async def tenant_id_of(db: asyncpg.Pool, slug: str) -> int:
+    return int(await db.fetchval("SELECT id FROM tenants WHERE slug = $1", slug))
+
+
+async def funded_user(stack: Stack, db: asyncpg.Pool, tenant: DemoTenant, user_id: int, amount: int) -> ScriptedUser:
+    """A user who has opened the bot (/start) and holds `amount` minor units, credited by an admin."""
+    from tenant_runtime.billing.ledger import Ledger
+
+    user = ScriptedUser(stack.telegram, tenant.token, user_id)
+    await user.say("/start", expect="Выберите, что создать")
+    await Ledger(db).credit(
+        await tenant_id_of(db, tenant.slug),
+        user.user_id,
+        amount,
+        kind="admin_credit",
+        unique_key=f"test:{user.user_id}",
+        actor="admin:1",
+        reason="test funds",
+    )
+    return user
+
+
+@asynccontextmanager
+async def fake_chat(token: str, user_id: int) -> AsyncIterator[FakeTelegram]:
+    """The fake Telegram, started, with `token` a valid bot and `user_id` having written to it once (so
+    the bot may write to the user)."""
+    fake = FakeTelegram()
+    await fake.start()
+    try:
+        await fake.register_bot(token)
+        await fake.send_text(token, user_id, "hi")
+        yield fake
+    finally:
+        await fake.stop()

@@ -1,1 +1,0 @@
-"""Test doubles shared by the test suite, the benchmarks and the offline sandbox."""

@@ -1,0 +1,191 @@
+"""The process's background work, each a named loop under shared.periodic (logged, counted, seen by
+/health when it stops making progress): the locker, tenant hot reload, job polling, refunds, inbox
+leases and reclaim, the Telegram probe, housekeeping, broadcasts, publishing, alerts and the
+platform bot. Work that only the lock holder may do runs for `active_runtimes()` alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import asyncpg
+from aiogram.exceptions import TelegramAPIError
+
+from shared import metrics
+from shared.logs import get_logger
+from shared.periodic import periodic, supervise
+from shared.settings import Settings
+from supervisor.alerts.service import AlertService
+from supervisor.compose import Parts
+from supervisor.lifecycle import Lifecycle
+from supervisor.listener import TenantListener
+from supervisor.locks import Locker
+from supervisor.onboarding import build_platform_bot
+from supervisor.publish import PUBLISH_SECONDS, RuntimePublisher, slot_reports
+from supervisor.slot_state import State
+from supervisor.tenants import TenantError, TenantStore
+from tenant_runtime.billing.refunds import RefundSettler
+from tenant_runtime.broadcasts.sender import TICK_S as BROADCAST_TICK_S
+from tenant_runtime.broadcasts.sender import BroadcastSender
+from tenant_runtime.generation.poller import JobPoller
+from tenant_runtime.runtime import TenantRuntime
+from tenant_runtime.services import Services
+
+__all__ = ["BackgroundLoops"]
+
+log = get_logger(__name__)
+
+INBOX_LEASE_RENEW_SECONDS = 20.0  # well inside the inbox's 60 s lease
+INBOX_RECLAIM_SECONDS = 15.0
+TELEGRAM_PROBE_SECONDS = 5.0
+PLATFORM_BOT_TICK_SECONDS = 1.0  # between a non-holder's lease checks; the holder long-polls in its tick
+
+
+class BackgroundLoops:
+    """Starts the loops into `parts.tasks` (shutdown cancels them) and does their per-tick work."""
+
+    def __init__(self, settings: Settings, identity: str, parts: Parts, database_ok: Callable[[], bool]) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.parts = parts
+        self.database_ok = database_ok
+
+    def start(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        store: TenantStore,
+        services: Services,
+        lifecycle: Lifecycle,
+        locker: Locker,
+    ) -> None:
+        loops = self._loops(dsn, pool, store, services, lifecycle, locker)
+        platform = self.parts.platform = build_platform_bot(self.settings, pool, self.identity, store, services.kie)
+        if platform is not None:
+            loops["platform-bot"] = periodic("platform-bot", PLATFORM_BOT_TICK_SECONDS, platform[0].tick)
+        self.parts.tasks += [asyncio.create_task(loop, name=name) for name, loop in loops.items()]
+
+    def _loops(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        store: TenantStore,
+        services: Services,
+        lifecycle: Lifecycle,
+        locker: Locker,
+    ) -> dict[str, Coroutine[Any, Any, None]]:
+        settings = self.settings
+        listener = self._listener(dsn, store, lifecycle, locker)
+        poller = JobPoller(services.jobs, lease=services.lease)
+        refunds = RefundSettler(pool, services.ledger, settle_after=settings.refund_settle_after_seconds)
+        publisher = RuntimePublisher(pool, self.identity, lambda: slot_reports(lifecycle))
+        alerts = AlertService.build(
+            settings,
+            pool,
+            self.identity,
+            lifecycle,
+            locker,
+            self.database_ok,
+            lambda: self.parts.telegram is None or self.parts.telegram.reachable,
+        )
+        broadcasts = BroadcastSender(pool, self.identity, lambda tenant_id: tenant_id in self.active_runtimes())
+        return {
+            "locker": supervise("locker", locker.run, finished=lambda: locker.stopping),
+            "listener": supervise("listener", listener.run),
+            "instance-heartbeat": periodic("instance-heartbeat", 10, lambda: self._beat_instance(pool)),
+            "job-poller": periodic("job-poller", 1, lambda: poller.poll_once(self.active_runtimes())),
+            "refund-settler": periodic(
+                "refund-settler", refunds.interval, lambda: refunds.settle_once(self.active_runtimes())
+            ),
+            "inbox-leases": periodic("inbox-leases", INBOX_LEASE_RENEW_SECONDS, lambda: self._renew_leases(services)),
+            "inbox-reclaim": periodic("inbox-reclaim", INBOX_RECLAIM_SECONDS, lambda: self._reclaim(services)),
+            "telegram-probe": periodic("telegram-probe", TELEGRAM_PROBE_SECONDS, self._probe_telegram),
+            "housekeeping": periodic("housekeeping", 30, lambda: _housekeep(services)),
+            "broadcasts": periodic("broadcasts", BROADCAST_TICK_S, lambda: broadcasts.tick(self.active_runtimes())),
+            "runtime-publisher": periodic("runtime-publisher", PUBLISH_SECONDS, publisher.publish_once),
+            "alerts": periodic("alerts", settings.alert_interval_seconds, alerts.tick),
+        }
+
+    def _listener(self, dsn: str, store: TenantStore, lifecycle: Lifecycle, locker: Locker) -> TenantListener:
+        """Hot reload: a NOTIFY applies one tenant's change, a periodic resync catches any missed."""
+
+        async def resync() -> None:
+            await lifecycle.sync(await store.all())
+            locker.poke()
+
+        async def changed(tenant_id: int) -> None:
+            try:
+                config = await store.get_by_id(tenant_id)
+            except TenantError as exc:
+                log.error("tenant change could not be loaded", tenant_id=tenant_id, error=str(exc))
+                return
+            if config is None:
+                await lifecycle.stop_tenant(tenant_id)
+            else:
+                await lifecycle.apply(config)
+            locker.poke()
+
+        return TenantListener(
+            dsn, self.identity, resync, changed, resync_interval=self.settings.resync_interval_seconds
+        )
+
+    def active_runtimes(self) -> dict[int, TenantRuntime]:
+        """Runtimes whose singleton work (job polling, resuming, refunds) this process owns right now."""
+        lifecycle = self.parts.lifecycle
+        if lifecycle is None:
+            return {}
+        return {
+            tid: slot.runtime
+            for tid, slot in lifecycle.slots.items()
+            if slot.state == State.ACTIVE and slot.locked and slot.runtime is not None
+        }
+
+    async def _renew_leases(self, services: Services) -> None:
+        lifecycle = self.parts.lifecycle
+        if lifecycle is None:
+            return
+        open_updates = {
+            tid: list(slot.runtime.open_updates)
+            for tid, slot in lifecycle.slots.items()
+            if slot.runtime is not None and slot.runtime.open_updates
+        }
+        await services.inbox.renew(open_updates)
+
+    async def _probe_telegram(self) -> None:
+        """While Telegram is unreachable from here, nothing else may call it (no locks, no runtimes
+        active): ask it something now and then, so the process learns when it can serve again."""
+        telegram, lifecycle = self.parts.telegram, self.parts.lifecycle
+        if telegram is None or telegram.reachable or lifecycle is None:
+            return
+        # A bot that is serving or ready to (not one in backoff for its own reasons) asks on the process's behalf.
+        slots = sorted(lifecycle.slots.values(), key=lambda s: s.state not in (State.STANDBY, State.ACTIVE))
+        runtime = next((s.runtime for s in slots if s.runtime is not None), None)
+        if runtime is not None:
+            with contextlib.suppress(TelegramAPIError, TimeoutError):
+                await runtime.bot.get_me(request_timeout=5)
+
+    async def _reclaim(self, services: Services) -> None:
+        """Finish updates that a stopped process accepted but never handled, for the tenants this
+        process holds: one query for all of them (a loop per tenant would cost a query per tenant)."""
+        runtimes = self.active_runtimes()
+        in_hand = [(tid, uid) for tid, runtime in runtimes.items() for uid in runtime.open_updates]
+        for pending in await services.inbox.reclaim_stale(list(runtimes), exclude=in_hand):
+            runtime = runtimes.get(pending.tenant_id)
+            if runtime is not None:
+                runtime.resume(pending)
+
+    async def _beat_instance(self, pool: asyncpg.Pool) -> None:
+        await pool.execute("UPDATE instances SET heartbeat_at = now() WHERE name = $1", self.identity)
+        await pool.execute("DELETE FROM instances WHERE heartbeat_at < now() - interval '1 hour'")
+        metrics.DB_POOL_SIZE.set(pool.get_size())
+        metrics.DB_POOL_IDLE.set(pool.get_idle_size())
+
+
+async def _housekeep(services: Services) -> None:
+    """Process-wide sweeps, safe to run in every replica at once."""
+    expired = await services.ledger.expire_holds()
+    if expired:
+        log.warning("expired holds released", count=expired)
+    await services.inbox.prune()

@@ -1,0 +1,1 @@
+"""Generation jobs: the job state machine, callback tokens, delivery of results, media links."""

@@ -1,0 +1,1 @@
+"""The Telegram side of a tenant bot: handlers, keyboards, texts, screens, filters, session, FSM storage."""

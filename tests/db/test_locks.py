@@ -1,0 +1,250 @@
+"""The locker against real Postgres. Invariant: every tenant some live, able process wants is held by
+exactly one of them within a few beats, whatever the others are doing (booting, sick, frozen, gone)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from shared.db import LOCK_NS_TENANT, LOCK_SESSION, connect_dedicated, session_name
+from supervisor.locks import Locker
+from tests.helpers import add_bare_tenants, wait_until
+
+
+class Recorder:
+    """What the locker told the lifecycle, beat by beat."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, frozenset[int]]] = []
+
+    def __call__(self, held: Mapping[int, int]) -> None:
+        self.calls.append((time.monotonic(), frozenset(held)))
+
+
+@asynccontextmanager
+async def running(*lockers: Locker) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(locker.run()) for locker in lockers]
+    try:
+        yield
+    finally:
+        for locker in lockers:
+            await locker.release_all()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def locker(dsn: str, name: str, wanted: Callable[[], Mapping[int, int]], **kw: float) -> Locker:
+    return Locker(dsn, name, wanted, Recorder(), heartbeat=kw.get("heartbeat", 0.1), trust_window=kw.get("trust", 4.0))
+
+
+async def held_on_server(pool: asyncpg.Pool, keys: Mapping[int, int]) -> set[int]:
+    rows = await pool.fetch(
+        "SELECT objid::bigint AS k FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid "
+        "AND objsubid = 2 AND granted",
+        LOCK_NS_TENANT,
+    )
+    found = {r["k"] for r in rows}
+    return {tid for tid, key in keys.items() if key in found}
+
+
+async def test_a_slow_booting_process_takes_its_share_and_nothing_is_left_unheld(
+    module_database: str, module_pool: asyncpg.Pool
+) -> None:
+    tenants = await add_bare_tenants(module_pool, "lk", 60, first_bot_id=880_000_000)
+    wanted = {t.id: t.lock_key for t in tenants}
+    by_key = sorted(wanted, key=wanted.__getitem__)
+    first = locker(module_database, "lk-first", lambda: wanted)
+    # The second process boots slowly: at first only 20 tenants with high keys are ready to serve.
+    ready = {tid: wanted[tid] for tid in by_key[-20:]}
+    second = locker(module_database, "lk-second", lambda: ready)
+    async with running(first):
+        await wait_until(lambda: len(first.held) == 60, timeout=10, what="the first process holds all")
+        async with running(second):
+            await wait_until(lambda: len(second.held) >= 10, timeout=10, what="the second takes some of its ready ones")
+            assert set(second.held) <= set(ready), "a process took a tenant it cannot serve"
+            await wait_until(
+                lambda: len(set(first.held) | set(second.held)) == 60, timeout=5, what="every tenant held by someone"
+            )
+            ready = dict(wanted)
+            await wait_until(
+                lambda: (
+                    len(first.held) == 30 and len(second.held) == 30 and len(set(first.held) | set(second.held)) == 60
+                ),
+                timeout=10,
+                what="an even split, every tenant held, once every tenant is ready",
+            )
+            assert await held_on_server(module_pool, wanted) == set(wanted)
+
+
+async def test_a_replica_that_cannot_serve_never_makes_the_healthy_one_drop_tenants(
+    module_database: str, module_pool: asyncpg.Pool
+) -> None:
+    tenants = await add_bare_tenants(module_pool, "lks", 10, first_bot_id=880_100_000)
+    wanted = {t.id: t.lock_key for t in tenants}
+    healthy = locker(module_database, "lks-healthy", lambda: wanted)
+    sick = locker(module_database, "lks-sick", dict)  # every runtime in backoff: able to serve nothing
+    async with running(healthy, sick):
+        await wait_until(lambda: len(healthy.held) == 10, timeout=10, what="the healthy process holds all")
+        # Past many beats of both (0.1 s each): the healthy one keeps every tenant all along.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            assert len(healthy.held) == 10, f"healthy process dropped to {len(healthy.held)} beside a sick one"
+            await asyncio.sleep(0.05)
+        assert healthy.able_lockers == 1 and healthy.live_lockers == 2 and not sick.held
+
+
+async def test_a_sick_replica_that_holds_locks_hands_them_to_the_healthy_one(
+    module_database: str, module_pool: asyncpg.Pool
+) -> None:
+    tenants = await add_bare_tenants(module_pool, "lkh", 10, first_bot_id=880_200_000)
+    wanted = {t.id: t.lock_key for t in tenants}
+    able: dict[int, int] = dict(wanted)
+    first = locker(module_database, "lkh-first", lambda: able)
+    second = locker(module_database, "lkh-second", lambda: wanted)
+    async with running(first, second):
+        await wait_until(
+            lambda: len(first.held) + len(second.held) == 10 and first.held and second.held,
+            timeout=10,
+            what="both hold some",
+        )
+        able.clear()  # the first loses Telegram: every runtime goes to backoff
+        await wait_until(lambda: len(second.held) == 10, timeout=5, what="the healthy one holds everything")
+        assert not first.held
+
+
+async def test_a_removed_tenant_affects_only_itself(module_database: str, module_pool: asyncpg.Pool) -> None:
+    tenants = await add_bare_tenants(module_pool, "lkr", 5, first_bot_id=880_300_000)
+    wanted = {t.id: t.lock_key for t in tenants}
+    first = locker(module_database, "lkr-first", lambda: wanted)
+    recorder = first._on_held
+    assert isinstance(recorder, Recorder)
+    async with running(first):
+        await wait_until(lambda: len(first.held) == 5, timeout=10, what="all held")
+        # Removed from the table while this process still wants it (its listener has not caught up).
+        gone = tenants[0].id
+        await module_pool.execute("DELETE FROM tenants WHERE id = $1", gone)
+        await first.release_all()
+    # A new session that wants the removed tenant too: its lock_holders row cannot be written.
+    second = locker(module_database, "lkr-second", lambda: wanted)
+    recorder = second._on_held
+    assert isinstance(recorder, Recorder)
+    async with running(second):
+        await wait_until(lambda: len(second.held) == 5, timeout=10, what="all five held, the removed one too")
+        mark = len(recorder.calls)
+        await asyncio.sleep(1.0)  # ten beats
+        assert all(len(held) == 5 for _, held in recorder.calls[mark:]), "the locker stepped tenants down"
+        rows = await module_pool.fetch("SELECT tenant_id FROM lock_holders WHERE instance = 'lkr-second'")
+        assert {r["tenant_id"] for r in rows} == set(wanted) - {gone}
+
+
+async def test_a_terminated_lock_session_steps_down_before_the_next_beat(
+    module_database: str, module_pool: asyncpg.Pool
+) -> None:
+    tenants = await add_bare_tenants(module_pool, "lkt", 3, first_bot_id=880_400_000)
+    wanted = {t.id: t.lock_key for t in tenants}
+    one = locker(module_database, "lkt-one", lambda: wanted, heartbeat=5.0)
+    recorder = one._on_held
+    assert isinstance(recorder, Recorder)
+    async with running(one):
+        await wait_until(lambda: len(one.held) == 3, timeout=10, what="all held")
+        killed_at = time.monotonic()
+        await module_pool.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            session_name(LOCK_SESSION, "lkt-one"),
+        )
+        await wait_until(
+            lambda: any(t > killed_at and not held for t, held in recorder.calls),
+            timeout=2,
+            what="the step-down (the next beat would be 5 s away)",
+        )
+        assert not one.holds(tenants[0].id, tenants[0].lock_key)
+        await wait_until(lambda: len(one.held) == 3, timeout=10, what="locks taken again on a new session")
+
+
+async def test_a_frozen_process_is_fenced_and_its_tenants_taken_over(
+    module_database: str, module_pool: asyncpg.Pool
+) -> None:
+    tenants = await add_bare_tenants(module_pool, "lkf", 4, first_bot_id=880_500_000)
+    wanted = {t.id: t.lock_key for t in tenants}
+    # A process that took every lock, then froze: its session lives, its beats stopped long ago.
+    frozen = await connect_dedicated(module_database, application_name=session_name(LOCK_SESSION, "lkf-frozen"))
+    try:
+        for key in wanted.values():
+            assert await frozen.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_NS_TENANT, key)
+        await module_pool.execute(
+            "INSERT INTO lockers (identity, able, held, beat_at) VALUES ('lkf-frozen', 4, 4, now() - interval '1 hour')"
+        )
+        live = locker(module_database, "lkf-live", lambda: wanted, trust=1.0)
+        async with running(live):
+            await wait_until(lambda: len(live.held) == 4, timeout=10, what="the frozen process's tenants taken over")
+        assert frozen.is_closed() or not await _alive(frozen)
+    finally:
+        frozen.terminate()
+
+
+async def _alive(conn: asyncpg.Connection) -> bool:
+    try:
+        await conn.fetchval("SELECT 1", timeout=2)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return False
+    return True
+
+
+async def test_a_process_that_froze_acts_for_no_tenant_until_a_beat_confirms(
+    module_database: str, module_pool: asyncpg.Pool
+) -> None:
+    tenants = await add_bare_tenants(module_pool, "lkz", 2, first_bot_id=880_600_000)
+    wanted = {t.id: t.lock_key for t in tenants}
+    first = tenants[0]
+    one = locker(module_database, "lkz-one", lambda: wanted, heartbeat=0.2, trust=1.0)
+    async with running(one):
+        # `held` fills in during a beat; the beat is confirmed only once it has finished.
+        await wait_until(lambda: len(one.held) == 2 and one.confirmed(), timeout=10, what="all held, confirmed")
+        assert one.holds(first.id, first.lock_key)
+        # The whole process freezes past the trust window: blocking the event loop is what SIGSTOP
+        # looks like from inside. On waking, before any beat ran, it must not trust what it held.
+        time.sleep(1.3)
+        assert not one.confirmed(), "a frozen process trusts locks peers may have fenced meanwhile"
+        assert not one.holds(first.id, first.lock_key)
+        await wait_until(one.confirmed, timeout=5, what="the next beat confirms again")
+        assert one.holds(first.id, first.lock_key)
+        # A lost session moves the epoch on: work begun under the old one never counts as held again.
+        epoch = one.epoch
+        await module_pool.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            session_name(LOCK_SESSION, "lkz-one"),
+        )
+        await wait_until(lambda: one.epoch > epoch, timeout=5, what="the step-down")
+        await wait_until(one.confirmed, timeout=10, what="a new session confirmed")
+        assert one.epoch > epoch
+
+
+async def test_a_handover_steps_down_before_unlocking_and_the_peer_takes_over_at_once(
+    module_database: str, module_pool: asyncpg.Pool
+) -> None:
+    """A planned hand-over (a peer joined) leaves no tenant with two owners and none with no owner for a
+    beat: the giver's runtimes step down while it still holds the locks, then it unlocks and tells the
+    peers, which take the locks without waiting for their own next beat."""
+    tenants = await add_bare_tenants(module_pool, "lkg", 8, first_bot_id=880_700_000)
+    wanted = {t.id: t.lock_key for t in tenants}
+    still_locked_while_stepping_down: list[bool] = []
+
+    async def quiesce(tenant_ids: list[int], _timeout: float) -> bool:
+        on_server = await held_on_server(module_pool, {tid: wanted[tid] for tid in tenant_ids})
+        still_locked_while_stepping_down.append(on_server == set(tenant_ids))
+        return True
+
+    giver = Locker(module_database, "lkh-giver", lambda: wanted, Recorder(), heartbeat=0.1, quiesce=quiesce)
+    # The taker beats once at start and then only every 60 s: only the giver's notice can wake it sooner.
+    taker = locker(module_database, "lkh-taker", lambda: wanted, heartbeat=60)
+    async with running(giver):
+        await wait_until(lambda: len(giver.held) == 8, timeout=10, what="the giver holds all")
+        async with running(taker):
+            await wait_until(lambda: len(taker.held) == 4, timeout=15, what="the taker takes its share at once")
+            assert len(giver.held) == 4 and not set(giver.held) & set(taker.held)
+    assert still_locked_while_stepping_down and all(still_locked_while_stepping_down)

@@ -1,0 +1,175 @@
+"""The lifecycle's rules with a stand-in runtime: level-triggered ownership, cancellation that reaches
+the caller, and no quarantine for failures of the network."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import GetMe
+from aiogram.utils.backoff import BackoffConfig
+
+from supervisor import lifecycle as lifecycle_module
+from supervisor.lifecycle import Lifecycle
+from supervisor.slot_state import State
+from tenant_runtime.config import TenantConfig, TenantStatus
+from tests.helpers import wait_until
+
+
+class StandInRuntime:
+    """What the lifecycle drives: token check, activation, deactivation, failure reports."""
+
+    def __init__(self, config: TenantConfig, *, check: Callable[[], None] = lambda: None, hang_stop: float = 0) -> None:
+        self.config = config
+        self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self.active = False
+        self._check = check
+        self._hang_stop = hang_stop
+
+    async def check_token(self) -> None:
+        self._check()
+
+    async def activate(self, still_held: Callable[[], bool]) -> None:
+        self.active = still_held()
+
+    async def deactivate(self) -> None:
+        if self._hang_stop:
+            await asyncio.sleep(self._hang_stop)
+        self.active = False
+
+    def report_failure(self, exc: BaseException) -> None:
+        if not self.failure.done():
+            self.failure.set_result(exc)
+
+    def reconfigure(self, config: TenantConfig) -> None:
+        self.config = config
+
+    async def drain(self, timeout: float) -> None:
+        return None
+
+
+def config(tenant_id: int = 1, token: str = "1:aaa", **changes: Any) -> TenantConfig:
+    base = TenantConfig(
+        id=tenant_id,
+        slug=f"t{tenant_id}",
+        display_name="T",
+        status=TenantStatus.ENABLED,
+        bot_id=tenant_id,
+        bot_token=token,
+        kie_api_key=None,
+        kie_webhook_key=None,
+        webhook_secret="w" * 32,
+        callback_secret="c" * 32,
+        admin_ids=frozenset(),
+        lock_key=1000 + tenant_id,
+        markup=Decimal(2),
+        default_language="ru",
+        bot_mode=None,
+        welcome_bonus=0,
+        referral_bonus=0,
+        disabled_models=frozenset(),
+        config_version=1,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def make(held: dict[int, int], build: Callable[[TenantConfig], StandInRuntime] | None = None) -> Lifecycle:
+    async def mark_invalid(_tid: int, _reason: str, _version: int) -> None:
+        return None
+
+    return Lifecycle(
+        build or StandInRuntime,  # type: ignore[arg-type]
+        mark_invalid,
+        lambda: None,
+        lambda tid, key: held.get(tid) == key,
+    )
+
+
+async def test_a_slot_rebuilt_after_a_token_change_is_activated_while_the_lock_is_held() -> None:
+    held: dict[int, int] = {}
+    life = make(held)
+    await life.apply(config())
+    await wait_until(lambda: life.slots[1].state == State.STANDBY, timeout=2, what="standby")
+    held[1] = 1001
+    life.reconcile(held)
+    await wait_until(lambda: life.slots[1].state == State.ACTIVE, timeout=2, what="active")
+    # Token rotation: the slot is rebuilt; the lock session still holds the same key, nothing "changes".
+    await life.apply(config(token="1:bbb"))
+    await wait_until(lambda: life.slots[1].state == State.STANDBY, timeout=2, what="the new slot in standby")
+    life.reconcile(held)  # the next beat, with the same held set
+    await wait_until(lambda: life.slots[1].state == State.ACTIVE, timeout=2, what="the new slot active")
+    held.clear()
+    life.reconcile(held)
+    await wait_until(lambda: life.slots[1].state == State.STANDBY, timeout=2, what="stepped down")
+    await life.stop_all(drain_timeout=1)
+
+
+async def test_cancelling_a_removal_reaches_the_caller() -> None:
+    held: dict[int, int] = {}
+    life = make(held, lambda c: StandInRuntime(c, hang_stop=30))
+    await life.apply(config())
+    await wait_until(lambda: life.slots[1].state == State.STANDBY, timeout=2, what="standby")
+    removal = asyncio.create_task(life.stop_tenant(1))
+    await asyncio.sleep(0.1)  # inside the removal, waiting on a runtime that takes long to stop
+    removal.cancel()
+    done, _ = await asyncio.wait([removal], timeout=2)
+    assert done and removal.cancelled(), "the caller's cancellation was swallowed"
+
+
+def _network_down() -> None:
+    raise TelegramNetworkError(GetMe(), "network is unreachable")
+
+
+def _bug() -> None:
+    raise RuntimeError("a bug in this tenant's runtime")
+
+
+@pytest.mark.parametrize(("fail", "quarantined"), [(_network_down, False), (_bug, True)])
+async def test_only_a_tenants_own_crash_loop_quarantines_it(
+    monkeypatch: pytest.MonkeyPatch, fail: Callable[[], None], quarantined: bool
+) -> None:
+    monkeypatch.setattr(lifecycle_module, "RESTART_BACKOFF", BackoffConfig(0.01, 0.02, 1.1, 0.0))
+    held: dict[int, int] = {}
+    life = make(held, lambda c: StandInRuntime(c, check=fail))
+    await life.apply(config())
+    slot = life.slots[1]
+    await wait_until(
+        lambda: slot.restart_count > lifecycle_module.CRASH_LOOP_RESTARTS + 2 or slot.state == State.QUARANTINED,
+        timeout=5,
+        what="a crash loop",
+    )
+    assert (slot.state == State.QUARANTINED) is quarantined, slot.state
+    await life.stop_tenant(1)
+
+
+async def test_quiesce_returns_once_the_handed_over_slot_has_stepped_down() -> None:
+    """The locker unlocks a tenant it hands over only after this: the next owner never overlaps us."""
+    held: dict[int, int] = {}
+    life = make(held, lambda c: StandInRuntime(c, hang_stop=0.3))
+    await life.apply(config())
+    await wait_until(lambda: life.slots[1].state == State.STANDBY, timeout=2, what="standby")
+    held[1] = 1001
+    life.reconcile(held)
+    await wait_until(lambda: life.slots[1].state == State.ACTIVE, timeout=2, what="active")
+    held.clear()
+    life.slots[1].locked = False  # the locker took it out of `held`; no reconcile has run yet
+    assert await life.quiesce([1], timeout=5)
+    assert life.slots[1].state == State.STANDBY
+    runtime = life.slots[1].runtime
+    assert isinstance(runtime, StandInRuntime) and not runtime.active
+    # Bounded: a runtime that takes longer to stop than the timeout does not hold the locker up.
+    slow = make({1: 1001}, lambda c: StandInRuntime(c, hang_stop=1.5))
+    await slow.apply(config())
+    await wait_until(lambda: slow.slots[1].state == State.STANDBY, timeout=2, what="standby")
+    slow.reconcile({1: 1001})
+    await wait_until(lambda: slow.slots[1].state == State.ACTIVE, timeout=2, what="active")
+    slow.slots[1].locked = False
+    assert not await asyncio.wait_for(slow.quiesce([1], timeout=0.2), timeout=1)
+    assert slow.slots[1].state == State.ACTIVE, "still stepping down when quiesce gave up"
+    await life.stop_all(drain_timeout=1)
+    await slow.stop_all(drain_timeout=3)
