@@ -71,18 +71,19 @@ class FluxKontext(Family):
         status = status_model(_Status, data, "flux_kontext_status")
         state = success_flag_state(status.success_flag)
         image = status.response.result_image_url if status.response else None
-        if state == "success" and image is None:
-            return TaskReport(status.task_id, "fail", fail_code="no_result", fail_msg="success without an image")
-        if state == "fail":
-            return TaskReport(status.task_id, "fail", fail_code=status.error_code, fail_msg=status.error_message)
-        return TaskReport(status.task_id, state, outputs=(image,) if image else ())
+        return TaskReport.from_status(
+            status.task_id,
+            state,
+            (image,) if image else (),
+            missing="an image",
+            fail_code=status.error_code,
+            fail_msg=status.error_message,
+        )
 
     def parse_callback(self, body: Mapping[str, Any]) -> TaskReport:
         callback = callback_model(Callback[_CallbackData], body)
         image = callback.data.info.result_image_url if callback.data.info else None
-        if callback.code == 200 and image is not None:
-            return TaskReport(callback.data.task_id, "success", outputs=(image,))
-        return TaskReport(callback.data.task_id, "fail", fail_code=str(callback.code), fail_msg=callback.msg)
+        return TaskReport.from_callback(callback.data.task_id, callback.code, callback.msg, (image,) if image else ())
 
     def reason(self, report: TaskReport) -> str:
         if report.fail_code == "400":

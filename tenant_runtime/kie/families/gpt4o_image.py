@@ -71,23 +71,20 @@ class Gpt4oImage(Family):
         status = status_model(_Status, data, "gpt4o_image_status")
         state = _state(status.success_flag, status.status)
         outputs = status.response.result_urls if status.response else ()
-        if state == "success" and not outputs:
-            return TaskReport(status.task_id, "fail", fail_code="no_result", fail_msg="success without images")
-        return TaskReport(
-            task_id=status.task_id,
-            state=state,
-            outputs=outputs if state == "success" else (),
-            fail_code=status.error_code or (status.status if state == "fail" else None),
-            fail_msg=status.error_message if state == "fail" else None,
+        return TaskReport.from_status(
+            status.task_id,
+            state,
+            outputs,
+            missing="images",
+            fail_code=status.error_code or status.status,
+            fail_msg=status.error_message,
         )
 
     def parse_callback(self, body: Mapping[str, Any]) -> TaskReport:
         callback = callback_model(Callback[_CallbackData], body)
         data = callback.data
         outputs = data.info.result_urls if data.info else ()
-        if callback.code == 200 and outputs:
-            return TaskReport(data.task_id, "success", outputs=outputs)
-        return TaskReport(data.task_id, "fail", fail_code=str(callback.code), fail_msg=callback.msg)
+        return TaskReport.from_callback(data.task_id, callback.code, callback.msg, outputs)
 
     def reason(self, report: TaskReport) -> str:
         if report.fail_code == "400":

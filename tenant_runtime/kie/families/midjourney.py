@@ -94,18 +94,13 @@ class Midjourney(Family):
         status = status_model(_Status, data, "midjourney_status")
         state = success_flag_state(status.success_flag)
         urls = tuple(r.result_url for r in status.result_info.result_urls) if status.result_info else ()
-        if state == "success" and not urls:
-            return TaskReport(status.task_id, "fail", fail_code="no_result", fail_msg="success without images")
-        if state == "fail":
-            return TaskReport(status.task_id, "fail", fail_code=status.error_code, fail_msg=status.error_message)
-        return TaskReport(status.task_id, state, outputs=urls if state == "success" else ())
+        return TaskReport.from_status(
+            status.task_id, state, urls, missing="images", fail_code=status.error_code, fail_msg=status.error_message
+        )
 
     def parse_callback(self, body: Mapping[str, Any]) -> TaskReport:
         callback = callback_model(Callback[_CallbackData], body)
-        outputs = callback.data.result_urls
-        if callback.code == 200 and outputs:
-            return TaskReport(callback.data.task_id, "success", outputs=outputs)
-        return TaskReport(callback.data.task_id, "fail", fail_code=str(callback.code), fail_msg=callback.msg)
+        return TaskReport.from_callback(callback.data.task_id, callback.code, callback.msg, callback.data.result_urls)
 
     def reason(self, report: TaskReport) -> str:
         return reason_from_text(report)

@@ -72,18 +72,19 @@ class Runway(Family):
         status = status_model(_Status, data, "runway_status")
         state = _STATES.get(status.state, "generating")  # a new word: keep polling until the deadline
         video = status.video_info.video_url if status.video_info else None
-        if state == "success" and video is None:
-            return TaskReport(status.task_id, "fail", fail_code="no_result", fail_msg="success without a video")
-        if state == "fail":
-            return TaskReport(status.task_id, "fail", fail_code=status.fail_code, fail_msg=status.fail_msg)
-        return TaskReport(status.task_id, state, outputs=(video,) if state == "success" and video else ())
+        return TaskReport.from_status(
+            status.task_id,
+            state,
+            (video,) if video else (),
+            missing="a video",
+            fail_code=status.fail_code,
+            fail_msg=status.fail_msg,
+        )
 
     def parse_callback(self, body: Mapping[str, Any]) -> TaskReport:
         callback = callback_model(Callback[_CallbackData], body)
         video = callback.data.video_url
-        if callback.code == 200 and video is not None:
-            return TaskReport(callback.data.task_id, "success", outputs=(video,))
-        return TaskReport(callback.data.task_id, "fail", fail_code=str(callback.code), fail_msg=callback.msg)
+        return TaskReport.from_callback(callback.data.task_id, callback.code, callback.msg, (video,) if video else ())
 
     def reason(self, report: TaskReport) -> str:
         if report.fail_code == "500":

@@ -100,13 +100,14 @@ class Suno(Family):
             state = "fail"
         else:
             state = "generating"  # a word KIE adds later: keep polling until the deadline
-        if state == "success" and not outputs:
-            return TaskReport(status.task_id, "fail", fail_code="no_result", fail_msg="success without tracks")
-        if state == "fail":
-            return TaskReport(
-                status.task_id, "fail", fail_code=status.error_code or status.status, fail_msg=status.error_message
-            )
-        return TaskReport(status.task_id, state, outputs=outputs if state == "success" else ())
+        return TaskReport.from_status(
+            status.task_id,
+            state,
+            outputs,
+            missing="tracks",
+            fail_code=status.error_code or status.status,
+            fail_msg=status.error_message,
+        )
 
     def parse_callback(self, body: Mapping[str, Any]) -> TaskReport:
         callback = callback_model(Callback[_CallbackData], body)

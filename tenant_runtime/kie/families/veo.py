@@ -108,18 +108,19 @@ class Veo(Family):
         status = status_model(_Status, data, "veo_status")
         state = success_flag_state(status.success_flag)
         outputs = status.response.result_urls if status.response else ()
-        if state == "success" and not outputs:
-            return TaskReport(status.task_id, "fail", fail_code="no_result", fail_msg="success without a video")
-        if state == "fail":
-            return TaskReport(status.task_id, "fail", fail_code=status.error_code, fail_msg=status.error_message)
-        return TaskReport(status.task_id, state, outputs=outputs if state == "success" else ())
+        return TaskReport.from_status(
+            status.task_id,
+            state,
+            outputs,
+            missing="a video",
+            fail_code=status.error_code,
+            fail_msg=status.error_message,
+        )
 
     def parse_callback(self, body: Mapping[str, Any]) -> TaskReport:
         callback = callback_model(Callback[_CallbackData], body)
         outputs = callback.data.info.result_urls if callback.data.info else ()
-        if callback.code == 200 and outputs:
-            return TaskReport(callback.data.task_id, "success", outputs=outputs)
-        return TaskReport(callback.data.task_id, "fail", fail_code=str(callback.code), fail_msg=callback.msg)
+        return TaskReport.from_callback(callback.data.task_id, callback.code, callback.msg, outputs)
 
     def reason(self, report: TaskReport) -> str:
         if report.fail_code in ("400", "422"):
