@@ -68,6 +68,14 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
+async def second_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """Another replica's pool on the same database: its own connections, its own sessions."""
+    p = await create_pool(database_url, 10, application_name="tests-replica-2")
+    yield p
+    await p.close()
+
+
+@pytest.fixture
 def fresh_database(pg_server_dsn: str) -> Iterator[str]:
     """An empty database (no migrations) for tests about migrating."""
     name = f"tgsup_fresh_{secrets.token_hex(4)}"

@@ -17,6 +17,7 @@ from tenant_runtime.moderation import bans
 from tenant_runtime.moderation.audit import AuditAction, recent
 from tenant_runtime.moderation.bans import BAN_FAIL_REASON, BanOutcome
 from tenant_runtime.users import Users, is_name_query, is_user_query
+from tests import own_database
 from tests.helpers import add_bare_tenants
 
 REGISTRY = load_registry()
@@ -26,16 +27,8 @@ _bots = iter(range(883_300_000, 883_400_000))
 _users = iter(range(42_000_000, 43_000_000))
 
 
-@pytest.fixture(scope="module")
-def database_url(module_database: str) -> str:
-    """A database of this module's own: the tenants it adds are encrypted under keys of their own, which
-    would break tests that rotate every tenant's key in the session database."""
-    return module_database
-
-
-@pytest.fixture(scope="module")
-def pool(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
+database_url = own_database.database_url
+pool = own_database.pool
 
 
 class _Tenant:

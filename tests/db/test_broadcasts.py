@@ -17,6 +17,7 @@ from tenant_runtime.broadcasts.model import Audience, BroadcastStatus, Content, 
 from tenant_runtime.moderation import bans
 from tenant_runtime.moderation.audit import AuditAction, recent
 from tenant_runtime.users import Users
+from tests import own_database
 from tests.helpers import add_bare_tenants
 
 TEXT = Content(ContentKind.TEXT, "<b>Sale</b>")
@@ -24,14 +25,8 @@ ADMIN = 4242
 _bots = iter(range(883_700_000, 883_800_000))
 
 
-@pytest.fixture(scope="module")
-def database_url(module_database: str) -> str:
-    return module_database
-
-
-@pytest.fixture(scope="module")
-def pool(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
+database_url = own_database.database_url
+pool = own_database.pool
 
 
 @pytest.fixture

@@ -9,21 +9,14 @@ import asyncpg
 import pytest
 
 from shared.crypto import generate_key
+from tests import own_database
 from tests.helpers import cli_env, run_cli
 
 KEY = generate_key()
 
 
-@pytest.fixture(scope="module")
-def database_url(module_database: str) -> str:
-    """A database of this module's own: the tenants it adds are encrypted under keys of their own, which
-    would break tests that rotate every tenant's key in the session database."""
-    return module_database
-
-
-@pytest.fixture(scope="module")
-def pool(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
+database_url = own_database.database_url
+pool = own_database.pool
 
 
 def _token(bot_id: int) -> str:

@@ -9,20 +9,15 @@ import asyncpg
 import pytest
 
 from shared.crypto import generate_key
+from tests import own_database
 from tests.helpers import cli_env, run_cli
 
 KEY = generate_key()
 SLUG = "promo-cli"
 
 
-@pytest.fixture(scope="module")
-def database_url(module_database: str) -> str:
-    return module_database
-
-
-@pytest.fixture(scope="module")
-def pool(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
+database_url = own_database.database_url
+pool = own_database.pool
 
 
 @pytest.fixture(scope="module")

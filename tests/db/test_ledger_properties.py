@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,25 +30,12 @@ from hypothesis.stateful import (
 
 from shared.db import create_pool
 from tenant_runtime.billing.ledger import Balance, IdempotencyConflict, InsufficientFunds, Ledger, RefundRefused
+from tests.helpers import LoopThread
 
 T = TypeVar("T")
+
 USERS = (101, 102)
 STAR_PRICE = 150  # minor units per Star in this test
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
 
 
 @dataclass

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import Iterator
 from datetime import date, timedelta
-from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -29,30 +27,16 @@ from tenant_runtime.moderation.audit import AuditAction, recent
 from tenant_runtime.promo import store
 from tenant_runtime.promo.codes import PromoField, PromoInputError, PromoSpec
 from tenant_runtime.promo.store import RedeemOutcome
-from tests.helpers import add_bare_tenants
+from tests import own_database
+from tests.helpers import LoopThread, add_bare_tenants
 
-T = TypeVar("T")
 ADMIN = "admin:777"
 _bots = iter(range(883_500_000, 883_600_000))
 _users = iter(range(44_000_000, 45_000_000))
 
 
-@pytest.fixture(scope="module")
-def database_url(module_database: str) -> str:
-    """A database of this module's own (its tenants are encrypted under keys of their own)."""
-    return module_database
-
-
-@pytest.fixture(scope="module")
-def pool(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
-
-
-@pytest.fixture
-async def second_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(database_url, 10, application_name="tests-replica-2")
-    yield p
-    await p.close()
+database_url = own_database.database_url
+pool = own_database.pool
 
 
 async def _tenant(pool: asyncpg.Pool) -> int:
@@ -191,23 +175,6 @@ async def test_free_generations_from_a_promo_are_used_after_the_daily_quota(pool
 
 
 # --- a property: whatever the numbers, never beyond max uses and at most once per user -----------------
-
-
-class LoopThread:
-    """Hypothesis drives synchronous examples; the pools live on an event loop of their own."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
 
-from shared.db import create_pool
 from shared.registry import ModelSpec, load_registry
 from shared.settings import Settings
 from tenant_runtime.billing.ledger import Ledger
@@ -25,6 +23,7 @@ from tenant_runtime.kie.client import KieClient, KieClientConfig
 from tenant_runtime.limits.job_limits import FreeQuotaUsed, TooManyOpenJobs, free_allowance
 from tenant_runtime.limits.rate import RateVerdict, count_hit
 from tenant_runtime.limits.shop_limits import ShopLimits
+from tests import own_database
 from tests.helpers import add_bare_tenants
 
 REGISTRY = load_registry()
@@ -36,24 +35,8 @@ _bots = iter(range(883_100_000, 883_200_000))
 _users = iter(range(40_000_000, 41_000_000))
 
 
-@pytest.fixture(scope="module")
-def database_url(module_database: str) -> str:
-    """A database of this module's own: the tenants it adds are encrypted under keys of their own, which
-    would break tests that rotate every tenant's key in the session database."""
-    return module_database
-
-
-@pytest.fixture(scope="module")
-def pool(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
-
-
-@pytest.fixture
-async def second_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """Another replica's pool: its own connections, its own sessions."""
-    pool = await create_pool(database_url, 10, application_name="tests-replica-2")
-    yield pool
-    await pool.close()
+database_url = own_database.database_url
+pool = own_database.pool
 
 
 def _service(pool: asyncpg.Pool) -> JobService:

@@ -37,11 +37,6 @@ async def supervisor(stack: Stack) -> AsyncIterator[SupervisorProcess]:
     await process.stop()
 
 
-@pytest.fixture(scope="module")
-def db(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
-
-
 _ids = iter(range(9_100_000, 9_200_000))
 
 

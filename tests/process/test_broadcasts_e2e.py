@@ -63,11 +63,6 @@ async def _any_active(processes: list[SupervisorProcess]) -> bool:
     return False
 
 
-@pytest.fixture(scope="module")
-def db(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
-
-
 async def _tenant_id(db: asyncpg.Pool) -> int:
     return int(await db.fetchval("SELECT id FROM tenants WHERE slug = $1", SLUG))
 

@@ -144,14 +144,6 @@ async def supervisor(stack: Stack) -> AsyncIterator[SupervisorProcess]:
     await process.stop()
 
 
-@pytest.fixture
-def kie_defaults(stack: Stack) -> AsyncIterator[None]:
-    saved = stack.kie.config
-    yield None
-    stack.kie.config = saved
-    stack.kie.faults.clear()
-
-
 _next_user = iter(range(7_710_000, 7_800_000))
 
 

@@ -10,16 +10,14 @@ well under 60 s on the shared 2-core machine (examples per endpoint below).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import tempfile
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import asyncpg
@@ -36,10 +34,10 @@ from supervisor.tenants import TenantStore
 from tenant_runtime.config import TenantConfig
 from tenant_runtime.generation.callback_token import make_token
 from tenant_runtime.generation.media_links import media_token
+from tests.helpers import LoopThread
 
 pytestmark = pytest.mark.slow
 
-T = TypeVar("T")
 OPERATOR_TOKEN = "op-" + secrets.token_urlsafe(24)
 METRICS_TOKEN = "mt-" + secrets.token_urlsafe(24)
 USERS = (881_000_001, 881_000_002, 881_000_003)
@@ -65,21 +63,6 @@ _SNAPSHOT_SQL = """
            (SELECT count(*) FROM ledger_entries) AS ledger,
            (SELECT count(*) FROM star_payments) AS payments
 """
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
 
 
 @dataclass

@@ -45,19 +45,6 @@ async def supervisor(stack: Stack) -> AsyncIterator[SupervisorProcess]:
     await process.stop()
 
 
-@pytest.fixture(scope="module")
-def db(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
-
-
-@pytest.fixture
-def kie_defaults(stack: Stack) -> AsyncIterator[None]:
-    saved = stack.kie.config
-    yield None
-    stack.kie.config = saved
-    stack.kie.faults.clear()
-
-
 _next_user = iter(range(8_100_000, 8_200_000))
 
 

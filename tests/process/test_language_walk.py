@@ -84,11 +84,6 @@ async def supervisor(stack: Stack) -> AsyncIterator[SupervisorProcess]:
     await process.stop()
 
 
-@pytest.fixture(scope="module")
-def db(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
-
-
 async def _answer(user: ScriptedUser, words: Words, spec: ModelSpec, entry: TranscriptEntry) -> TranscriptEntry:
     """Answer every wizard step; returns the confirm screen."""
     fields = steps(spec, {})

@@ -53,11 +53,6 @@ async def supervisor(stack: Stack) -> AsyncIterator[SupervisorProcess]:
     await process.stop()
 
 
-@pytest.fixture(scope="module")
-def db(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
-
-
 @pytest.fixture
 def slow_kie(stack: Stack) -> AsyncIterator[None]:
     """Generations take 4 s, so the test acts while the money is still held."""

@@ -44,11 +44,6 @@ async def supervisors(stack: Stack) -> AsyncIterator[tuple[SupervisorProcess, Su
     await a.stop()
 
 
-@pytest.fixture(scope="module")
-def db(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
-
-
 async def _buy(stack: Stack, user: ScriptedUser) -> str:
     menu = await user.say("/start", expect="Выберите, что создать")
     packages = await user.tap(menu, "Пополнить", expect="звёздами")

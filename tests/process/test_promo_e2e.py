@@ -45,11 +45,6 @@ async def supervisors(stack: Stack) -> AsyncIterator[tuple[SupervisorProcess, Su
     await asyncio.gather(a.stop(), b.stop())
 
 
-@pytest.fixture(scope="module")
-def db(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
-
-
 async def _tenant_id(db: asyncpg.Pool) -> int:
     return int(await db.fetchval("SELECT id FROM tenants WHERE slug = $1", SLUG))
 

@@ -45,11 +45,6 @@ async def supervisor(stack: Stack) -> AsyncIterator[SupervisorProcess]:
     await process.stop()
 
 
-@pytest.fixture(scope="module")
-def db(module_pool: asyncpg.Pool) -> asyncpg.Pool:
-    return module_pool
-
-
 async def _tenant_id(db: asyncpg.Pool) -> int:
     return int(await db.fetchval("SELECT id FROM tenants WHERE slug = 'limit-shop'"))
 
