@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+from aiohttp import web
 
 from sandbox.stack import DemoTenant, ScriptedUser, Stack
 from sandbox.telegram.server import FakeTelegram
@@ -183,3 +184,15 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """`app` on an ephemeral loopback port for the block; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -34,6 +34,7 @@ from tenant_runtime.generation.delivery import TelegramNotifier
 from tenant_runtime.generation.jobs import JobService
 from tenant_runtime.kie.client import KieClient
 from tests.helpers import make_token as make_bot_token
+from tests.helpers import serving
 from tests.tcp_proxy import TcpProxy
 
 
@@ -90,14 +91,12 @@ async def test_callback_during_a_database_outage_is_a_503_and_one_warning(
         status=_unanswered,
         status_json=_unanswered,
     )
-    runner = web.AppRunner(build_app(ServerState("outage", "test", backend=routes), max_body=64 * 1024))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/kie/callback/{config.slug}/"
-    url += make_token(config.callback_secret, config.id, job_id)
+    app = build_app(ServerState("outage", "test", backend=routes), max_body=64 * 1024)
+    path = f"/kie/callback/{config.slug}/" + make_token(config.callback_secret, config.id, job_id)
     body = json.dumps({"code": 200, "msg": "ok", "data": {"taskId": "task-1", "state": "generating"}})
     try:
-        async with aiohttp.ClientSession() as http:
+        async with serving(app) as base, aiohttp.ClientSession() as http:
+            url = base + path
             async with http.post(url, data=body) as resp:
                 assert resp.status == 200, await resp.text()
             await proxy.cut()
@@ -108,7 +107,6 @@ async def test_callback_during_a_database_outage_is_a_503_and_one_warning(
             async with http.post(url, data=body) as resp:
                 assert resp.status == 200, await resp.text()
     finally:
-        await runner.cleanup()
         await proxied.close()
         await kie.aclose()
         await proxy.cut()

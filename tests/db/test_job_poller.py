@@ -29,7 +29,7 @@ from tenant_runtime.generation.job import Job, JobOutcome, JobStatus
 from tenant_runtime.generation.jobs import JobService
 from tenant_runtime.generation.poller import MAX_POLLS_IN_FLIGHT, Due, JobPoller
 from tenant_runtime.kie.client import KieClient, KieClientConfig
-from tests.helpers import add_bare_tenants, wait_until
+from tests.helpers import add_bare_tenants, serving, wait_until
 
 
 @dataclasses.dataclass
@@ -98,16 +98,11 @@ async def hanging_kie() -> AsyncIterator[tuple[HangingKie, str]]:
     kie = HangingKie()
     app = web.Application()
     app.router.add_get("/api/v1/jobs/recordInfo", kie.record_info)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield kie, f"http://{host}:{port}"
-    finally:
-        kie.release()
-        await runner.cleanup()
+    async with serving(app) as url:
+        try:
+            yield kie, url
+        finally:
+            kie.release()
 
 
 async def _service(pool: asyncpg.Pool, kie_url: str, notifier: Any) -> tuple[JobService, KieClient]:

@@ -32,7 +32,7 @@ from supervisor.throttle import MAX_FAILURES, WINDOW_SECONDS, FailureThrottle
 from tenant_runtime.config import TenantConfig
 from tenant_runtime.runtime import TenantRuntime
 from tenant_runtime.services import Services
-from tests.helpers import assert_no_secrets, make_token
+from tests.helpers import assert_no_secrets, make_token, serving
 
 HOSTILE_NAME = '<script>alert("x")</script> & Co'
 
@@ -61,15 +61,8 @@ def _routes(ops: OpsEndpoints) -> Routes:
 async def serve_ops(ops: OpsEndpoints) -> AsyncIterator[str]:
     """Serve the supervisor's real app on an ephemeral 127.0.0.1 port; yields the base URL."""
     state = ServerState(instance=ops.instance, version="test", backend=_routes(ops))
-    runner = web.AppRunner(build_app(state, max_body=64 * 1024), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(build_app(state, max_body=64 * 1024)) as url:
+        yield url
 
 
 def make_settings(**values: object) -> Settings:

@@ -22,7 +22,7 @@ from supervisor.ops import OpsEndpoints
 from supervisor.state import ServerState
 from supervisor.stats_page import StatsPage
 from tenant_runtime.analytics import Period, shop_stats
-from tests.helpers import add_bare_tenants
+from tests.helpers import add_bare_tenants, serving
 
 TOKEN = "op-" + secrets.token_hex(16)
 
@@ -48,15 +48,8 @@ async def served(pool: asyncpg.Pool) -> AsyncIterator[str]:
         stats=page.page,
         stats_json=page.json,
     )
-    runner = web.AppRunner(build_app(ServerState(instance="t", version="t", backend=routes), max_body=65536))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(build_app(ServerState(instance="t", version="t", backend=routes), max_body=65536)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
 from sandbox.telegram.server import USER_PHOTO, ControlError, FakeTelegram, PaymentDeclinedError
+from tests.helpers import serving
 
 _ids = itertools.count(700_000_001)
 
@@ -52,13 +53,6 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
-
-
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
 @pytest.fixture
@@ -286,8 +280,7 @@ async def test_webhook_delivery_keeps_per_chat_order_through_retries(fake: FakeT
     receiver = WebhookReceiver(failures=1, secret="s3cret_-Token")
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
-    runner, url = await serve(app)
-    try:
+    async with serving(app) as url:
         await tenant.bot.set_webhook(f"{url}/hook", secret_token=receiver.secret)
         sent = [await fake.send_text(tenant.token, chat, f"m{i}") for i in range(4) for chat in (1, 2)]
         await receiver.wait_for(len(sent))
@@ -298,8 +291,6 @@ async def test_webhook_delivery_keeps_per_chat_order_through_retries(fake: FakeT
         info = await tenant.bot.get_webhook_info()
         assert info.url.endswith("/hook") and info.pending_update_count == 0
         assert info.last_error_message and "500" in info.last_error_message and info.last_error_date
-    finally:
-        await runner.cleanup()
 
 
 async def test_aiogram_webhook_mode_including_replies_in_the_response(fake: FakeTelegram, tenant: Tenant) -> None:
@@ -315,8 +306,7 @@ async def test_aiogram_webhook_mode_including_replies_in_the_response(fake: Fake
 
     app = web.Application()
     SimpleRequestHandler(dp, tenant.bot, handle_in_background=False, secret_token="abc").register(app, "/wh")
-    runner, url = await serve(app)
-    try:
+    async with serving(app) as url:
         await tenant.bot.set_webhook(f"{url}/wh", secret_token="abc")
         first = await fake.send_text(tenant.token, 200, "/start")
         reply = await fake.wait_for_bot_message(tenant.token, 200, after_message_id=first.message_id)
@@ -332,8 +322,6 @@ async def test_aiogram_webhook_mode_including_replies_in_the_response(fake: Fake
         await tenant.bot.delete_webhook(drop_pending_updates=True)
         assert fake.webhook_info(tenant.token).pending_update_count == 0
         assert third.update_id > second.update_id
-    finally:
-        await runner.cleanup()
 
 
 async def test_webhook_down_does_not_break_the_fake(fake: FakeTelegram, tenant: Tenant) -> None:

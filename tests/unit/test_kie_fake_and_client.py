@@ -41,6 +41,7 @@ from tenant_runtime.kie.errors import (
 )
 from tenant_runtime.kie.limits import RateLimit, RetryPolicy
 from tenant_runtime.kie.tasks import TaskInfo
+from tests.helpers import serving
 
 API_KEY = "kie-test-key-3f9a1c77e2b04d5d8e61"
 OTHER_KEY = "kie-other-key-0b7d55e1c9aa4f02"
@@ -120,12 +121,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/kie/callback", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}/kie/callback"
-    yield rec
-    await runner.cleanup()
+    async with serving(app) as url:
+        rec.url = f"{url}/kie/callback"
+        yield rec
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from tenant_runtime.config import TenantConfig, TenantStatus
 from tenant_runtime.generation.delivery import TelegramNotifier
 from tenant_runtime.generation.downloads import Downloader, DownloadRefused, address_allowed
 from tenant_runtime.generation.jobs import Job
+from tests.helpers import serving
 
 BODY = b"\x89PNG internal-only secret bytes"
 LOOPBACK_OK = Downloader(allow_loopback=True)
@@ -66,12 +67,9 @@ async def internal() -> AsyncIterator[Internal]:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    state.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield state
-    await runner.cleanup()
+    async with serving(app) as url:
+        state.base = url
+        yield state
 
 
 def _port(internal: Internal) -> str:

@@ -12,6 +12,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
 from tenant_runtime.billing.refunds import Answer, _ask
+from tests.helpers import serving
 
 
 @pytest.fixture
@@ -21,15 +22,8 @@ async def proxy_502() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", html)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 async def test_a_non_json_reply_is_no_answer_yet(proxy_502: str) -> None:
