@@ -288,6 +288,20 @@ def locks_held(health: Mapping[str, Any] | None) -> int:
     return int((health or {}).get("locks_held", 0) or 0)
 
 
+async def get_json(
+    session: aiohttp.ClientSession, url: str, headers: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
+    """The JSON object `url` answers with 200, else None (no answer, another status, not an object)."""
+    try:
+        async with session.get(url, headers=headers) as response:
+            if response.status != 200:
+                return None
+            body = await response.json()
+            return body if isinstance(body, dict) else None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
 class Prober:
     """Polls /health over one keep-alive client (cheaper and steadier than a client per probe)."""
 
@@ -298,14 +312,7 @@ class Prober:
         await self._session.close()
 
     async def health(self, port: int) -> dict[str, Any] | None:
-        try:
-            async with self._session.get(f"http://127.0.0.1:{port}/health") as response:
-                if response.status != 200:
-                    return None
-                body = await response.json()
-                return body if isinstance(body, dict) else None
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return None
+        return await get_json(self._session, f"http://127.0.0.1:{port}/health")
 
     async def seconds_until(
         self,

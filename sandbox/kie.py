@@ -249,6 +249,17 @@ class _Reject(Exception):
         self.message = message or _MESSAGES.get(code, "error")
 
 
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    """The request's body as KIE reads it: a JSON object, else a 422 in KIE's envelope."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _Reject(422, "body is not JSON") from None
+    if not isinstance(body, dict):
+        raise _Reject(422, "body must be a JSON object")
+    return body
+
+
 def _ms(epoch_s: float) -> int:
     return int(epoch_s * 1000)
 
@@ -508,12 +519,7 @@ class FakeKie:
     # -- KIE API --
 
     async def _create_task(self, request: web.Request, api_key: str, account: Account) -> dict[str, str]:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise _Reject(422, "body is not JSON") from None
-        if not isinstance(body, dict):
-            raise _Reject(422, "body must be a JSON object")
+        body = await _json_object(request)
         model, task_input, callback_url = body.get("model"), body.get("input"), body.get("callBackUrl")
         problems: list[str] = []
         if not isinstance(model, str) or not model:
@@ -650,12 +656,7 @@ class FakeKie:
         self, family: FakeFamily, action: Action
     ) -> Callable[[web.Request, str, Account], Awaitable[dict[str, str]]]:
         async def create(request: web.Request, api_key: str, account: Account) -> dict[str, str]:
-            try:
-                body = await request.json()
-            except ValueError:
-                raise _Reject(422, "body is not JSON") from None
-            if not isinstance(body, dict):
-                raise _Reject(422, "body must be a JSON object")
+            body = await _json_object(request)
             callback_url = body.get("callBackUrl")
             problems = family.validate(action.action, body)
             if callback_url is not None and not (

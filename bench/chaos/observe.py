@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from bench.chaos.cluster import OPERATOR_TOKEN, Cluster, Replica
+from bench.common import get_json
 from sandbox.telegram.model import ApiObservation
 
 WEBHOOK_FIGHT_S = 1.0
@@ -176,14 +177,7 @@ class Poller:
         await self._session.close()
 
     async def _get(self, url: str) -> dict[str, Any] | None:
-        try:
-            async with self._session.get(url, headers=self._auth) as response:
-                if response.status != 200:
-                    return None
-                body = await response.json()
-                return body if isinstance(body, dict) else None
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return None
+        return await get_json(self._session, url, self._auth)
 
     async def view(self, replica: Replica) -> ReplicaView:
         health, status = await asyncio.gather(
