@@ -131,15 +131,20 @@ class Lifecycle:
             return
         if self.by_slug.get(slot.config.slug) is slot:
             del self.by_slug[slot.config.slug]
-        self.tenant_by_bot.pop(slot.config.bot_id, None)
-        # asyncio.wait, not `await task`: the task's CancelledError is its own, and a cancellation of
-        # this caller (SIGTERM during a removal) must still reach the caller.
-        for task in (slot.task, slot.pending):
-            if task is not None:
-                task.cancel()
-                await asyncio.wait([task])
-        if slot.runtime is not None:
-            await slot.runtime.deactivate()
+        try:
+            # asyncio.wait, not `await task`: the task's CancelledError is its own, and a cancellation of
+            # this caller (SIGTERM during a removal) must still reach the caller.
+            for task in (slot.task, slot.pending):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.wait([task])
+            if slot.runtime is not None:
+                await slot.runtime.deactivate()
+        finally:
+            # Only now: an update still in hand while the runtime stops (a mode change, a token rotation)
+            # reads its conversation state through this map; a rebuilt slot maps the bot again at once.
+            if self.tenant_by_bot.get(slot.config.bot_id) == tenant_id:
+                del self.tenant_by_bot[slot.config.bot_id]
         slot.locked = False
         metrics.LOCK_HELD.labels(slot.config.slug).set(0)
         self._set_state(slot, State.STOPPED)

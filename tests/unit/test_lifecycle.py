@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiogram.exceptions import TelegramNetworkError
+from aiogram.fsm.storage.base import StorageKey
 from aiogram.methods import GetMe
 from aiogram.utils.backoff import BackoffConfig
 
@@ -18,6 +19,7 @@ from supervisor import lifecycle as lifecycle_module
 from supervisor.lifecycle import Lifecycle
 from supervisor.slot_state import State
 from tenant_runtime.config import TenantConfig, TenantStatus
+from tenant_runtime.telegram.fsm_storage import PgStorage, UnknownBotError
 from tests.helpers import wait_until
 
 
@@ -173,3 +175,34 @@ async def test_quiesce_returns_once_the_handed_over_slot_has_stepped_down() -> N
     assert slow.slots[1].state == State.ACTIVE, "still stepping down when quiesce gave up"
     await life.stop_all(drain_timeout=1)
     await slow.stop_all(drain_timeout=3)
+
+
+class HandlerInHand(StandInRuntime):
+    """A runtime with an update still in hand when it is stopped: the handler reads the conversation
+    state (as aiogram's FSM middleware does) while the runtime deactivates."""
+
+    storage: PgStorage
+
+    async def deactivate(self) -> None:
+        self.storage._params(StorageKey(bot_id=self.config.bot_id, chat_id=7, user_id=7))
+        await super().deactivate()
+
+
+@pytest.mark.parametrize("change", [{"bot_mode": "polling"}, {"bot_token": "1:rotated"}, None])
+async def test_an_update_in_hand_keeps_its_conversation_state_while_its_slot_stops(
+    change: dict[str, Any] | None,
+) -> None:
+    held = {1: 1001}
+    life = make(held, HandlerInHand)
+    HandlerInHand.storage = PgStorage(None, life.tenant_by_bot)  # type: ignore[arg-type]  # no query is made
+    await life.apply(config())
+    life.reconcile(held)
+    await wait_until(lambda: life.slots[1].state == State.ACTIVE, timeout=2, what="active")
+    if change is None:
+        await life.stop_tenant(1)  # removed: the bot is nobody's once its runtime has stopped
+        with pytest.raises(UnknownBotError):
+            HandlerInHand.storage._params(StorageKey(bot_id=1, chat_id=7, user_id=7))
+    else:
+        await life.apply(config(**change))  # rebuilt: the old runtime's deactivate above must not raise
+        assert life.tenant_by_bot == {1: 1}
+    await life.stop_all(drain_timeout=1)
