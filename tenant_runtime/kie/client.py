@@ -182,7 +182,7 @@ class KieClient:
         except KieError as exc:
             healthy = not isinstance(exc, UNHEALTHY)
             log.warning(
-                "kie.create_task_failed",
+                "KIE createTask failed",
                 model=model,
                 code=exc.code,
                 error=type(exc).__name__,
@@ -198,7 +198,7 @@ class KieClient:
             elif self._breaker.record_failure(kid):
                 log.warning("KIE circuit opened: createTask paused", cooldown_s=self._config.breaker_cooldown_s)
         log.info(
-            "kie.task_created",
+            "KIE task created",
             model=model,
             task_id=task_id,
             seconds=round(time.monotonic() - started, 3),
@@ -274,7 +274,7 @@ class KieClient:
         if delay is None:
             raise exc
         log.warning(
-            "kie.retry",
+            "KIE call retried after a pause",
             operation=exc.operation,
             code=exc.code,
             error=type(exc).__name__,
@@ -308,7 +308,7 @@ class KieClient:
         seconds = time.monotonic() - started
         self._report(operation, reply.code, seconds)
         log.debug(
-            "kie.request",
+            "KIE request",
             operation=operation,
             code=reply.code,
             seconds=round(seconds, 3),
