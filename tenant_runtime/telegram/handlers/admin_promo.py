@@ -6,6 +6,8 @@ which part, nothing is written, and the admin can send it again.
 
 from __future__ import annotations
 
+from datetime import date
+
 from aiogram import Router
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
@@ -48,15 +50,18 @@ def _state(promo: PromoCode) -> str:
     return "admin.promo_state.used_up" if promo.uses >= promo.max_uses else "admin.promo_state.active"
 
 
+def _until(ctx: Ctx, last_day: date | None) -> str:
+    return ctx.t("admin.promo_until", date=last_day.strftime("%d.%m.%Y")) if last_day else ctx.t("admin.promo_forever")
+
+
 def _row(ctx: Ctx, promo: PromoCode) -> str:
-    until = promo.valid_through
     return ctx.t(
         "admin.promo_row",
         code=promo.code,
         value=_value(ctx, promo.amount_minor, promo.free_generations),
         uses=promo.uses,
         max=promo.max_uses,
-        until=ctx.t("admin.promo_until", date=until.strftime("%d.%m.%Y")) if until else ctx.t("admin.promo_forever"),
+        until=_until(ctx, promo.valid_through),
         state=ctx.t(_state(promo)),
     )
 
@@ -102,12 +107,11 @@ async def promo_new(message: Message, ctx: Ctx, state: FSMContext) -> None:
 
 
 def _created(ctx: Ctx, spec: PromoSpec, link: str) -> str:
-    until = spec.expires_on
     return ctx.t(
         "admin.promo_created",
         code=spec.code,
         value=_value(ctx, spec.amount_minor, spec.free_generations),
         max=spec.max_uses,
-        until=ctx.t("admin.promo_until", date=until.strftime("%d.%m.%Y")) if until else ctx.t("admin.promo_forever"),
+        until=_until(ctx, spec.expires_on),
         link=link,
     )
