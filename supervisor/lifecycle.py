@@ -36,6 +36,11 @@ HEALTHY_RESET_SECONDS = 600.0
 CRASH_LOOP_RESTARTS = 5
 CRASH_LOOP_WINDOW = 60.0
 QUARANTINE_SECONDS = 600.0
+# A stopping slot waits this long for its updates in hand (usually milliseconds; a handler waiting on KIE
+# can take longer, and the listener applies other tenants' changes only after this one).
+STOP_DRAIN_SECONDS = 3.0
+# Every handler's own calls time out well before this: the bot's mapping is dropped by then at the latest.
+UNMAP_AFTER_SECONDS = 120.0
 
 
 @dataclass
@@ -140,15 +145,26 @@ class Lifecycle:
                     await asyncio.wait([task])
             if slot.runtime is not None:
                 await slot.runtime.deactivate()
+                # Updates in hand finish before a rebuilt slot (a mode change, a token rotation) takes the
+                # chat's next ones: replies stay in order and no update is handled by both.
+                await slot.runtime.drain(STOP_DRAIN_SECONDS)
         finally:
-            # Only now: an update still in hand while the runtime stops (a mode change, a token rotation)
-            # reads its conversation state through this map; a rebuilt slot maps the bot again at once.
-            if self.tenant_by_bot.get(slot.config.bot_id) == tenant_id:
-                del self.tenant_by_bot[slot.config.bot_id]
+            self._spawn(self._unmap_when_idle(slot))
         slot.locked = False
         metrics.LOCK_HELD.labels(slot.config.slug).set(0)
         self._set_state(slot, State.STOPPED)
         self._on_wanted_changed()
+
+    async def _unmap_when_idle(self, slot: Slot) -> None:
+        """The stopped slot's bot leaves the FSM storage's map only once its runtime has nothing in hand
+        (a slower handler than the drain above reads its conversation state through the map until its
+        end), and never while a slot of the tenant serves that bot again."""
+        if slot.runtime is not None:
+            await slot.runtime.drain(UNMAP_AFTER_SECONDS)
+        tenant_id, bot_id = slot.config.id, slot.config.bot_id
+        current = self.slots.get(tenant_id)
+        if self.tenant_by_bot.get(bot_id) == tenant_id and (current is None or current.config.bot_id != bot_id):
+            del self.tenant_by_bot[bot_id]
 
     # --- locks -------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from supervisor import lifecycle as lifecycle_module
 from supervisor.lifecycle import Lifecycle
 from supervisor.slot_state import State
 from tenant_runtime.config import TenantConfig, TenantStatus
-from tenant_runtime.telegram.fsm_storage import PgStorage, UnknownBotError
+from tenant_runtime.telegram.fsm_storage import PgStorage
 from tests.helpers import wait_until
 
 
@@ -178,31 +178,78 @@ async def test_quiesce_returns_once_the_handed_over_slot_has_stepped_down() -> N
 
 
 class HandlerInHand(StandInRuntime):
-    """A runtime with an update still in hand when it is stopped: the handler reads the conversation
-    state (as aiogram's FSM middleware does) while the runtime deactivates."""
+    """A runtime with one update in hand when it is stopped. Its handler reads the conversation state
+    (as aiogram's FSM middleware does) once released, after the stop has begun."""
 
     storage: PgStorage
+    events: list[str]
 
-    async def deactivate(self) -> None:
-        self.storage._params(StorageKey(bot_id=self.config.bot_id, chat_id=7, user_id=7))
-        await super().deactivate()
+    def __init__(self, config: TenantConfig) -> None:
+        super().__init__(config)
+        self.release = asyncio.Event()
+        self.in_hand: asyncio.Task[int] | None = None
+        HandlerInHand.events.append(f"built {config.bot_token}")
+
+    def take_update(self) -> None:
+        self.in_hand = asyncio.create_task(self._handle())
+
+    async def _handle(self) -> int:
+        await self.release.wait()
+        tenant_id = self.storage._params(StorageKey(bot_id=self.config.bot_id, chat_id=7, user_id=7))[0]
+        HandlerInHand.events.append("handled")
+        return tenant_id
+
+    async def drain(self, timeout: float) -> None:
+        if self.in_hand is not None:
+            await asyncio.wait([self.in_hand], timeout=timeout)
 
 
-@pytest.mark.parametrize("change", [{"bot_mode": "polling"}, {"bot_token": "1:rotated"}, None])
-async def test_an_update_in_hand_keeps_its_conversation_state_while_its_slot_stops(
-    change: dict[str, Any] | None,
-) -> None:
-    held = {1: 1001}
+async def _active_with_an_update_in_hand(held: dict[int, int]) -> tuple[Lifecycle, HandlerInHand]:
     life = make(held, HandlerInHand)
     HandlerInHand.storage = PgStorage(None, life.tenant_by_bot)  # type: ignore[arg-type]  # no query is made
+    HandlerInHand.events = []
     await life.apply(config())
     life.reconcile(held)
     await wait_until(lambda: life.slots[1].state == State.ACTIVE, timeout=2, what="active")
+    runtime = life.slots[1].runtime
+    assert isinstance(runtime, HandlerInHand)
+    runtime.take_update()
+    return life, runtime
+
+
+async def test_a_rebuilt_slot_starts_after_the_update_in_hand_is_finished() -> None:
+    """Replies in a chat stay in order across a mode change: the old runtime's update is handled first."""
+    held = {1: 1001}
+    life, old = await _active_with_an_update_in_hand(held)
+    asyncio.get_running_loop().call_later(0.2, old.release.set)
+    await life.apply(config(bot_mode="polling"))
+    await wait_until(lambda: len(HandlerInHand.events) == 3, timeout=2, what="the new slot built")
+    assert HandlerInHand.events == ["built 1:aaa", "handled", "built 1:aaa"]
+    await life.stop_all(drain_timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("change", "mapped_after"),
+    [
+        ({"bot_mode": "polling"}, {1: 1}),  # the same bot, rebuilt
+        ({"bot_token": "1:rotated"}, {1: 1}),
+        ({"bot_token": "2:another-bot", "bot_id": 2}, {2: 1}),  # the shop moved to another bot
+        (None, {}),  # removed
+    ],
+)
+async def test_an_update_in_hand_longer_than_the_drain_keeps_its_conversation_state(
+    monkeypatch: pytest.MonkeyPatch, change: dict[str, Any] | None, mapped_after: dict[int, int]
+) -> None:
+    monkeypatch.setattr(lifecycle_module, "STOP_DRAIN_SECONDS", 0.05)
+    held = {1: 1001}
+    life, old = await _active_with_an_update_in_hand(held)
     if change is None:
-        await life.stop_tenant(1)  # removed: the bot is nobody's once its runtime has stopped
-        with pytest.raises(UnknownBotError):
-            HandlerInHand.storage._params(StorageKey(bot_id=1, chat_id=7, user_id=7))
+        await life.stop_tenant(1)
     else:
-        await life.apply(config(**change))  # rebuilt: the old runtime's deactivate above must not raise
-        assert life.tenant_by_bot == {1: 1}
+        await life.apply(config(**change))
+    assert old.in_hand is not None and not old.in_hand.done(), "the stop waited for the slow handler"
+    old.release.set()
+    assert await old.in_hand == 1  # read through the map after the stop: the tenant's own state
+    await wait_until(lambda: not life._background, timeout=2, what="the stopped slot's bookkeeping")
+    assert life.tenant_by_bot == mapped_after
     await life.stop_all(drain_timeout=1)
