@@ -476,7 +476,8 @@ async def test_api_key_never_in_errors_or_logs(
         rendered = str(error) + repr(error) + "".join(traceback.format_exception(error))
         for secret in SECRETS:
             assert secret not in rendered
-    assert any(e.get("event") == "KIE call retried after a pause" for e in no_key_in_logs)  # logs were captured and scanned
+    # The logs were captured and scanned: the retry line is among them.
+    assert any(e.get("event") == "KIE call retried after a pause" for e in no_key_in_logs)
 
 
 async def test_http_control_routes(make_fake: MakeFake, make_client: MakeClient) -> None:
