@@ -65,6 +65,14 @@ async def serve_ops(ops: OpsEndpoints) -> AsyncIterator[str]:
         yield url
 
 
+def _production_ops(pool: asyncpg.Pool) -> OpsEndpoints:
+    """The endpoints as production builds them when no operator or metrics token is set."""
+    settings = make_settings(env="production", master_keys=generate_key(), database_url="postgresql://x@y/z")
+    return OpsEndpoints(
+        settings, "prod", Lifecycle(_no_build, _no_mark, lambda: None, lambda _t, _k: False), pool, lambda: 0
+    )
+
+
 def make_settings(**values: object) -> Settings:
     base: dict[str, object] = {"env": "development", "metrics_token": None, "operator_token": None}
     base.update(values)
@@ -305,10 +313,7 @@ async def test_forged_or_expired_cookies_are_refused(env: OpsEnv, http: aiohttp.
 async def test_disabled_in_production_without_an_operator_token(
     pool: asyncpg.Pool, http: aiohttp.ClientSession
 ) -> None:
-    settings = make_settings(env="production", master_keys=generate_key(), database_url="postgresql://x@y/z")
-    ops = OpsEndpoints(
-        settings, "prod", Lifecycle(_no_build, _no_mark, lambda: None, lambda _t, _k: False), pool, lambda: 0
-    )
+    ops = _production_ops(pool)
     async with serve_ops(ops) as base_url:
         assert (await _get(http, f"{base_url}/status"))[0] == 404
         assert (await _get(http, f"{base_url}/status.json", {"Authorization": "Bearer anything"}))[0] == 404
@@ -451,10 +456,7 @@ async def test_a_login_body_that_is_not_a_form_is_a_400(env: OpsEnv, http: aioht
 async def test_metrics_refused_in_production_without_a_metrics_token(
     pool: asyncpg.Pool, http: aiohttp.ClientSession
 ) -> None:
-    settings = make_settings(env="production", master_keys=generate_key(), database_url="postgresql://x@y/z")
-    ops = OpsEndpoints(
-        settings, "prod", Lifecycle(_no_build, _no_mark, lambda: None, lambda _t, _k: False), pool, lambda: 0
-    )
+    ops = _production_ops(pool)
     async with serve_ops(ops) as base_url:
         status, body, _ = await _get(http, f"{base_url}/metrics")
     assert status == 404 and "METRICS_TOKEN" in body and "tg_updates" not in body
