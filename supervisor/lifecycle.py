@@ -136,6 +136,8 @@ class Lifecycle:
             return
         if self.by_slug.get(slot.config.slug) is slot:
             del self.by_slug[slot.config.slug]
+        if slot.runtime is not None:
+            slot.runtime.retire()
         try:
             # asyncio.wait, not `await task`: the task's CancelledError is its own, and a cancellation of
             # this caller (SIGTERM during a removal) must still reach the caller.

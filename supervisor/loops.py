@@ -171,10 +171,15 @@ class BackgroundLoops:
         process holds: one query for all of them (a loop per tenant would cost a query per tenant)."""
         runtimes = self.active_runtimes()
         in_hand = [(tid, uid) for tid, runtime in runtimes.items() for uid in runtime.open_updates]
-        for pending in await services.inbox.reclaim_stale(list(runtimes), exclude=in_hand):
+        reclaimed = await services.inbox.reclaim_stale(list(runtimes), exclude=in_hand)
+        # Who serves each tenant now, after the query: a slot may have stopped or been rebuilt meanwhile.
+        runtimes = self.active_runtimes()
+        for pending in reclaimed:
             runtime = runtimes.get(pending.tenant_id)
             if runtime is not None:
                 runtime.resume(pending)
+            else:  # given straight back, for the tenant's next owner (or Telegram's redelivery)
+                await services.inbox.release(pending.tenant_id, pending.update_id)
 
     async def _beat_instance(self, pool: asyncpg.Pool) -> None:
         await pool.execute("UPDATE instances SET heartbeat_at = now() WHERE name = $1", self.identity)

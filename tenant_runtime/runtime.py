@@ -53,6 +53,10 @@ class TokenInvalid(Exception):
     """Telegram rejected the bot token (401/404): retrying will not help until the config changes."""
 
 
+class RuntimeRetired(Exception):
+    """The runtime's slot stopped while an update was on its way to it."""
+
+
 class TenantRuntime:
     def __init__(self, config: TenantConfig, services: Services, session: AiohttpSession) -> None:
         self.config = config
@@ -68,6 +72,7 @@ class TenantRuntime:
         self.open_updates: set[int] = set()
         self._unavailable_told: dict[int, float] = {}
         self._active = False  # between activate() and deactivate(): this process holds the tenant
+        self._retired = False  # its slot stopped (a change, a removal): a new update goes to the successor
         self._profile = ProfileKeeper(lambda: self.services.pool, self.bot, lambda: self.config, self._singletons)
         self._log = log.bind(tenant=config.slug)
 
@@ -122,6 +127,11 @@ class TenantRuntime:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._singletons.clear()
+
+    def retire(self) -> None:
+        """Its slot is stopping for good: an update that reaches this runtime from now on (a webhook
+        request already on its way) is handed back for the slot's successor, in the chat's order."""
+        self._retired = True
 
     async def drain(self, timeout: float) -> None:
         """Let in-flight updates finish (bounded), for a graceful stop."""
@@ -251,11 +261,18 @@ class TenantRuntime:
         except ValidationError:
             return Outcome.INVALID
         chat_id = chat_of(payload)
+        if self._retired:
+            return Outcome.UNAVAILABLE  # Telegram redelivers it to the slot's successor
         accepted = await self._accept(payload, update.update_id, chat_id, source="webhook")
         if accepted is None:
             return Outcome.UNAVAILABLE
         if not accepted:
             return Outcome.DUPLICATE
+        if self._retired:
+            # Retired while the update was being accepted: the stop's drain did not see it, so it is not
+            # handled here (the conversation state may already be the successor's).
+            await self._hand_back(update.update_id, RuntimeRetired())
+            return Outcome.UNAVAILABLE
         task = self._track(self._process(update, chat_id))
         # Shielded: a client that hangs up must not cancel the handling of an accepted update.
         if await asyncio.shield(task) is Handling.HANDED_BACK:

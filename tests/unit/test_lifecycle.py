@@ -30,6 +30,7 @@ class StandInRuntime:
         self.config = config
         self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         self.active = False
+        self.retired = False
         self._check = check
         self._hang_stop = hang_stop
 
@@ -38,6 +39,9 @@ class StandInRuntime:
 
     async def activate(self, still_held: Callable[[], bool]) -> None:
         self.active = still_held()
+
+    def retire(self) -> None:
+        self.retired = True
 
     async def deactivate(self) -> None:
         if self._hang_stop:
