@@ -53,10 +53,6 @@ class TokenInvalid(Exception):
     """Telegram rejected the bot token (401/404): retrying will not help until the config changes."""
 
 
-class RuntimeRetired(Exception):
-    """The runtime's slot stopped while an update was on its way to it."""
-
-
 class TenantRuntime:
     def __init__(self, config: TenantConfig, services: Services, session: AiohttpSession) -> None:
         self.config = config
@@ -129,8 +125,7 @@ class TenantRuntime:
         self._singletons.clear()
 
     def retire(self) -> None:
-        """Its slot is stopping for good: an update that reaches this runtime from now on (a webhook
-        request already on its way) is handed back for the slot's successor, in the chat's order."""
+        """Its slot is stopping: an update reaching it from now on is left to the slot's successor."""
         self._retired = True
 
     async def drain(self, timeout: float) -> None:
@@ -261,18 +256,11 @@ class TenantRuntime:
         except ValidationError:
             return Outcome.INVALID
         chat_id = chat_of(payload)
-        if self._retired:
-            return Outcome.UNAVAILABLE  # Telegram redelivers it to the slot's successor
         accepted = await self._accept(payload, update.update_id, chat_id, source="webhook")
         if accepted is None:
             return Outcome.UNAVAILABLE
         if not accepted:
             return Outcome.DUPLICATE
-        if self._retired:
-            # Retired while the update was being accepted: the stop's drain did not see it, so it is not
-            # handled here (the conversation state may already be the successor's).
-            await self._hand_back(update.update_id, RuntimeRetired())
-            return Outcome.UNAVAILABLE
         task = self._track(self._process(update, chat_id))
         # Shielded: a client that hangs up must not cancel the handling of an accepted update.
         if await asyncio.shield(task) is Handling.HANDED_BACK:
@@ -282,7 +270,10 @@ class TenantRuntime:
     async def _accept(
         self, payload: dict[str, Any], update_id: int, chat_id: int | None, *, source: str
     ) -> bool | None:
-        """True: ours to handle. False: duplicate. None: the database is unreachable."""
+        """True: ours to handle. False: duplicate. None: not now (the database is unreachable, or this
+        runtime is retired: Telegram redelivers the update to the slot's successor)."""
+        if self._retired:
+            return None
         slug = self.config.slug
         metrics.UPDATES_RECEIVED.labels(slug, source).inc()
         if chat_id is not None and not -INT64 <= chat_id < INT64:
@@ -301,6 +292,9 @@ class TenantRuntime:
             self._log.warning("update refused by the database; skipped", update_id=update_id, error=type(exc).__name__)
             metrics.UPDATES_FAILED.labels(slug).inc()
             return False
+        if accepted and self._retired:  # retired during the accept: the stop's drain did not see it
+            await self._hand_back(update_id, "retired")
+            return None
         if accepted:
             self.open_updates.add(update_id)
         else:
@@ -333,7 +327,7 @@ class TenantRuntime:
             # This process cannot answer for the bot right now (its token was revoked, or Telegram is out
             # of reach from here): the reply would be lost. Hand the update back for whoever serves the
             # bot next (a rotated token, another replica), and restart: the lock moves if it stays so.
-            await self._hand_back(update.update_id, exc)
+            await self._hand_back(update.update_id, type(exc).__name__)
             if isinstance(exc, LeaseLapsed):
                 return Handling.HANDED_BACK  # the locker steps this runtime down at its next beat
             failure = (
@@ -358,11 +352,9 @@ class TenantRuntime:
             return Handling.FAILED
         return Handling.DONE
 
-    async def _hand_back(self, update_id: int, exc: Exception) -> None:
+    async def _hand_back(self, update_id: int, why: str) -> None:
         self.open_updates.discard(update_id)
-        self._log.warning(
-            "cannot answer for this bot now; update handed back", update_id=update_id, error=type(exc).__name__
-        )
+        self._log.warning("cannot answer for this bot now; update handed back", update_id=update_id, error=why)
         with contextlib.suppress(*DB_UNAVAILABLE):
             await self.services.inbox.release(self.config.id, update_id)
 
