@@ -9,24 +9,25 @@ ENV PYTHONUNBUFFERED=1 \
     ENV=production \
     PORT=10000
 
-# Dependencies first, read from the pinned pyproject.toml: this layer is rebuilt only when they change,
-# not on every code edit. Only the base dependencies: production needs no embedded Postgres nor dev tools.
-COPY pyproject.toml /tmp/deps/
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/deps/pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/deps/requirements.txt \
-    && pip install -r /tmp/deps/requirements.txt \
+# Dependencies first, exactly as locked (requirements.lock: every package pinned, every file hashed; the
+# same file `make test` installs): this layer is rebuilt only when the lock changes, not on every code
+# edit. Only the runtime dependencies (and the build backend for the step below): production needs no
+# embedded Postgres nor dev tools.
+COPY requirements.lock /tmp/deps/
+RUN pip install --require-hashes --no-deps -r /tmp/deps/requirements.lock \
     && rm -rf /tmp/deps
 
 # The project itself, non-editable: packages go to site-packages, sql/ and models/ to
 # /usr/local/share/tg-tenant-supervisor (found by shared.paths), so the source tree is not needed at run time.
-# README* may match nothing; pyproject.toml keeps this COPY valid either way.
+# README* may match nothing; pyproject.toml keeps this COPY valid either way. No build isolation: the
+# build backend is the locked one installed above, not whatever PyPI serves today.
 COPY pyproject.toml README* /tmp/src/
 COPY shared /tmp/src/shared
 COPY supervisor /tmp/src/supervisor
 COPY tenant_runtime /tmp/src/tenant_runtime
 COPY sql /tmp/src/sql
 COPY models /tmp/src/models
-RUN pip install --no-deps /tmp/src \
+RUN pip install --no-deps --no-build-isolation /tmp/src \
     && rm -rf /tmp/src \
     && python -c "from shared.paths import data_dir; data_dir('sql'); data_dir('models')"
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import broadcast, failover, generations, idle, scale, stats, webhook
+from bench import broadcast, failover, generations, idle, image, scale, stats, webhook
 from bench.chaos import figure as chaos
 from bench.common import ERROR, Bench, FigureResult, Row, dump_json, machine, server_dsn
 
@@ -40,6 +40,7 @@ FIGURES: dict[str, Callable[[Bench], Awaitable[FigureResult]]] = {
     "rebalance": idle.figure_rebalance,
     "lock_limit": idle.figure_lock_limit,
     "chaos": chaos.figure_chaos,
+    "image": image.figure_image,
 }
 
 

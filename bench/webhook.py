@@ -3,7 +3,8 @@
 Same machine, same fake Telegram, same users and the same load for three servers in turn: our
 supervisor, then bench/baseline.py with handle_in_background=False, then with True. Each gets one
 unmeasured warm-up pass, a closed loop (C senders, bounded count and time) and an open loop at a fixed
-rate. Latency is webhook POST start → the bot's reply reaching the fake (see bench/loadgen.py).
+rate. Latency is webhook POST start → the bot's reply reaching the fake (see bench/loadgen.py). After
+ours, the same closed loop against WORKERS=2 on the same port (bench/workers.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bench.common import (
     webhook_secrets,
 )
 from bench.loadgen import Endpoint, LoadGen, Phase, User, closed_loop, is_menu, open_loop
+from bench.workers import CpuSplit, WorkersRun, measure_workers, workers_rows
 from sandbox.stack import SupervisorProcess, free_port
 
 TENANTS = 100
@@ -103,6 +105,7 @@ async def figure_webhook(bench: Bench) -> FigureResult:
             instance=launched.sup.name,
         )
         details["ours_shutdown_s"] = round(await stop(launched.sup), 2)
+        workers = await measure_workers(bench, stack, gen, port, users, plan, TENANTS)
 
         baselines: dict[str, Run] = {}
         for background in (False, True):
@@ -117,7 +120,14 @@ async def figure_webhook(bench: Bench) -> FigureResult:
     details["ours"] = ours.summary()
     for label, run in baselines.items():
         details[label] = run.summary()
-    return FigureResult(rows=_rows(ours, baselines, plan), details=details)
+    details["workers_2"] = {
+        "closed": workers.closed.summary(),
+        "cpu_pct_of_one_core": workers.cpu_pct,
+        "rss_mib": workers.rss_mib,
+        "all_held_s": rounded(workers.held_s, 2),
+        "workers_1_cpu_pct_of_one_core": ours.cpu_pct,
+    }
+    return FigureResult(rows=_rows(ours, baselines, plan, workers), details=details)
 
 
 async def _create_chats(stack: BenchStack, users: list[User]) -> float:
@@ -145,6 +155,7 @@ class Run:
     opened: list[Phase]
     usage: dict[str, Any]
     profile: dict[str, Any] | None = None
+    cpu_pct: dict[str, float] | None = None  # per process during the closed loop (ours only)
 
     def open_p99(self) -> float | None:
         """The median over the open-loop repeats of each repeat's p99."""
@@ -180,6 +191,9 @@ async def _run_server(
     )
     bench.log(f"  webhook [{label}]: closed loop, {plan['concurrency']} senders, {plan['count']} updates")
     meter = await Meter.start(pid, database_url, instance)
+    split = CpuSplit(pid, database_url) if database_url is not None else None
+    if split is not None:
+        await split.start()
     profile = None
     if bench.profile and instance is not None:
         profiler = Profiler(pid, bench.workdir / "profiles" / f"webhook-{label}.txt", seconds=plan["closed_s"])
@@ -188,12 +202,13 @@ async def _run_server(
         profile = profiler.summary()
     else:
         closed = await _closed(gen, port, users, plan)
+    cpu_pct = await split.stop() if split is not None else None
     usage = await meter.stop(len(closed.ok))
     opened = []
     for repeat in range(plan["open_repeats"]):
         bench.log(f"  webhook [{label}]: open loop #{repeat + 1}, {plan['rate']}/s for {plan['open_s']} s")
         opened.append(await open_loop(gen, port, users, rate=plan["rate"], seconds=plan["open_s"], name="open"))
-    return Run(closed, opened, usage, profile)
+    return Run(closed, opened, usage, profile, cpu_pct)
 
 
 class Meter:
@@ -292,7 +307,7 @@ async def _start_baseline(
     return server
 
 
-def _rows(ours: Run, baselines: dict[str, Run], plan: dict[str, Any]) -> list[Row]:
+def _rows(ours: Run, baselines: dict[str, Run], plan: dict[str, Any], workers: WorkersRun) -> list[Row]:
     inline = baselines["baseline_bg_false"]
     background = baselines["baseline_bg_true"]
     ours_tp = ours.closed.throughput()
@@ -392,6 +407,27 @@ def _rows(ours: Run, baselines: dict[str, Run], plan: dict[str, Any]) -> list[Ro
             INFO,
             "at the fixed rate, vs the in-line baseline",
         ),
+        Row(
+            "webhook",
+            "p99_100rps_delta_ms",
+            f"p99 at {plan['rate']} upd/s, ours − baseline",
+            rounded(p99 - base_p99 if p99 is not None and base_p99 is not None else None, 2),
+            "ms",
+            "≤ 2 ms",
+            at_most(p99 - base_p99 if p99 is not None and base_p99 is not None else None, 2.0),
+            "same run, same fake and load; vs the in-line baseline",
+        ),
+        Row(
+            "webhook",
+            "tx_per_start",
+            "Postgres transactions per /start",
+            u["transactions_per_update"],
+            "",
+            "≤ 3",
+            at_most(u["transactions_per_update"], 3),
+            "committed transactions of the database / updates answered, closed loop (every update a /start)",
+        ),
+        *workers_rows(ours.closed, ours.cpu_pct or {}, workers),
     ]
 
 

@@ -89,13 +89,13 @@ def test_dockerfile_has_a_quick_healthcheck_on_health() -> None:
     assert timeout is not None and int(timeout.group(1)) <= 5  # Render's own probe gives up after 5 s
 
 
-def test_dockerfile_installs_base_dependencies_then_the_project_without_deps() -> None:
+def test_dockerfile_installs_the_locked_dependencies_then_the_project_without_deps() -> None:
     runs = [args for instr, args in DOCKERFILE if instr == "RUN"]
     copies = [_copy_sources(args) for instr, args in DOCKERFILE if instr == "COPY"]
-    # pyproject.toml alone comes first, so code edits do not invalidate the dependency layer.
-    assert copies[0] == ["pyproject.toml"]
-    assert "pip install -r" in runs[0] and "['project']['dependencies']" in runs[0]
-    assert any("pip install --no-deps" in r and " -e " not in r for r in runs)
+    # The lock alone comes first, so code edits do not invalidate the dependency layer.
+    assert copies[0] == ["requirements.lock"]
+    assert "pip install --require-hashes --no-deps -r /tmp/deps/requirements.lock" in runs[0]
+    assert any("pip install --no-deps --no-build-isolation /tmp/src" in r and " -e " not in r for r in runs)
     everything = " ".join(runs)
     assert "[embedded]" not in everything and "[dev]" not in everything and "playwright install" not in everything
     copied = {Path(s).name for c in copies for s in c}
@@ -217,7 +217,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = wheels.glob("*.whl")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], root, _clean_env(), 60)
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], root, _clean_env(), 240)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    # Exactly the locked packages and nothing else: the supervisor must run on what the lock names.
+    _run([*pip, "--require-hashes", "--no-deps", "-r", str(context / "requirements.lock")], root, _clean_env(), 300)
+    _run([*pip, "--no-deps", str(wheel)], root, _clean_env(), 120)
     return venv
 
 
