@@ -33,6 +33,12 @@ RELEASE_PER_BEAT = 250  # a handover in steps: the receiver activates what it go
 LOCK_TABLE_MARGIN = 32  # slots left free after a full lock table, for connections and queries
 ORPHAN_BEATS = 3  # a lock seen free on this many beats in a row is taken whatever the share
 QUIESCE_SECONDS = 2.0  # how long a planned hand-over waits for the runtimes to step down before unlocking
+# Tenants are handed only to a peer that beat within this many of our beats (at least HANDOVER_MIN_S):
+# a peer frozen since its last beat still counts as alive for the whole trust window, and what it was
+# handed would sit unheld until ORPHAN_BEATS passed (chaos seed 404: a tenant given away 2.3 s after
+# its taker froze was held by nobody for 2 s).
+HANDOVER_RECENT_BEATS = 1.5
+HANDOVER_MIN_S = 0.5
 RELEASED_CHANNEL = "tenant_locks_released"  # NOTIFY payload: the releasing process's identity
 OnHeld = Callable[[Mapping[int, int]], None]
 Quiesce = Callable[[list[int], float], Awaitable[bool]]
@@ -220,8 +226,19 @@ class Locker:
             self._holders_touched = time.monotonic()
 
     async def _peers(self, conn: asyncpg.Connection, able: int, budget: float) -> list[Peer]:
-        rows = await publish_and_read(conn, self._identity, able, len(self.held), self._trust_window, budget)
-        peers = [Peer(r["identity"], r["able"], r["held"], r["fresh"]) for r in rows if r["pid"] is not None]
+        recent = max(HANDOVER_MIN_S, HANDOVER_RECENT_BEATS * self._heartbeat)
+        rows = await publish_and_read(
+            conn,
+            self._identity,
+            able,
+            len(self.held),
+            trust_window=self._trust_window,
+            recent_window=recent,
+            budget=budget,
+        )
+        peers = [
+            Peer(r["identity"], r["able"], r["held"], r["fresh"], r["recent"]) for r in rows if r["pid"] is not None
+        ]
         await fence_silent(conn, self._identity, [r for r in rows if r["pid"] is not None], self._trust_window, budget)
         live = [p for p in peers if p.fresh]
         self.live_lockers = 1 + len(live)
@@ -239,8 +256,9 @@ class Locker:
         keep = [tid for tid in self.held if tid not in gone]
         now = time.monotonic()
         self._sticky = {tid: t for tid, t in self._sticky.items() if now - t < _STICKY_SECONDS and tid in self.held}
-        # Excess goes only to peers with room for it, highest keys first, never what was just taken up.
-        peer_room = sum(max(0, min(share, p.able) - p.held) for p in peers if p.able > 0)
+        # Excess goes only to peers with room for it that beat just now (so are not frozen since), highest
+        # keys first, never what was just taken up.
+        peer_room = sum(max(0, min(share, p.able) - p.held) for p in peers if p.able > 0 and p.recent)
         excess_n = min(max(0, len(keep) - share), peer_room, RELEASE_PER_BEAT)
         movable = sorted((tid for tid in keep if tid not in self._sticky), key=lambda tid: -self.held[tid])
         handed_over = movable[:excess_n]

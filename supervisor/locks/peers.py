@@ -18,7 +18,8 @@ class Peer:
     identity: str
     able: int
     held: int
-    fresh: bool  # beat within the trust window
+    fresh: bool  # beat within the trust window: alive, counted in the share
+    recent: bool  # beat within the last beat or so: may be handed tenants (see Locker._release)
 
 
 _PEERS_SQL = f"""
@@ -27,6 +28,7 @@ WITH me AS (
     ON CONFLICT (identity) DO UPDATE SET able = EXCLUDED.able, held = EXCLUDED.held, beat_at = now()
 )
 SELECT l.identity, l.able, l.held, l.beat_at > now() - make_interval(secs => $4) AS fresh,
+       l.beat_at > now() - make_interval(secs => $5) AS recent,
        (SELECT a.pid FROM pg_stat_activity a WHERE a.datname = current_database()
           AND a.application_name = left('{LOCK_SESSION}' || l.identity, 63) LIMIT 1) AS pid
 FROM lockers l WHERE l.identity <> $1
@@ -34,10 +36,17 @@ FROM lockers l WHERE l.identity <> $1
 
 
 async def publish_and_read(
-    conn: asyncpg.Connection, identity: str, able: int, held: int, trust_window: float, budget: float
+    conn: asyncpg.Connection,
+    identity: str,
+    able: int,
+    held: int,
+    *,
+    trust_window: float,
+    recent_window: float,
+    budget: float,
 ) -> list[asyncpg.Record]:
     """Write this locker's row, and read every other locker's (its lock session's pid, if it has one)."""
-    return await conn.fetch(_PEERS_SQL, identity, able, held, trust_window, timeout=budget)
+    return await conn.fetch(_PEERS_SQL, identity, able, held, trust_window, recent_window, timeout=budget)
 
 
 async def fence_silent(

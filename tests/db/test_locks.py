@@ -248,3 +248,32 @@ async def test_a_handover_steps_down_before_unlocking_and_the_peer_takes_over_at
             await wait_until(lambda: len(taker.held) == 4, timeout=15, what="the taker takes its share at once")
             assert len(giver.held) == 4 and not set(giver.held) & set(taker.held)
     assert still_locked_while_stepping_down and all(still_locked_while_stepping_down)
+
+
+async def test_no_tenant_is_handed_to_a_peer_that_stopped_beating(
+    module_database: str, module_pool: asyncpg.Pool
+) -> None:
+    """A peer frozen since its last beat still counts as alive for the trust window (4 s), and said it
+    had room. Handing it tenants would leave them held by nobody until the orphan rule takes them back
+    (chaos seed 404: 2 s). Invariant: while such a peer is silent, every tenant stays held."""
+    tenants = await add_bare_tenants(module_pool, "lkp", 8, first_bot_id=880_800_000)
+    wanted = {t.id: t.lock_key for t in tenants}
+    live = locker(module_database, "lkp-live", lambda: wanted, heartbeat=0.1)
+    async with running(live):
+        await wait_until(lambda: len(live.held) == 8, timeout=10, what="the live process holds all")
+        # The peer's lock session is alive (a frozen process keeps its socket); its last beat, a second
+        # ago, said it could serve all 8 and held none.
+        frozen = await connect_dedicated(module_database, application_name=session_name(LOCK_SESSION, "lkp-frozen"))
+        try:
+            await module_pool.execute(
+                "INSERT INTO lockers (identity, able, held, beat_at) VALUES ('lkp-frozen', 8, 0, now() - interval '1 s')"
+            )
+            await wait_until(lambda: live.live_lockers == 2, timeout=5, what="the live process sees the peer")
+            # Twenty of the live process's beats (0.1 s), the peer still inside its 4 s trust window.
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                assert await held_on_server(module_pool, wanted) == set(wanted), "a tenant held by nobody"
+                await asyncio.sleep(0.05)
+            assert len(live.held) == 8
+        finally:
+            frozen.terminate()
