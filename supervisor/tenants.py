@@ -23,9 +23,19 @@ __all__ = ["NewTenant", "TenantChanges", "TenantError", "TenantStore", "describe
 log = get_logger(__name__)
 
 
+class _KnownZones:
+    """The time zone names Postgres knows, read once per process: a scan of pg_timezone_names reads the
+    whole tz database (50-150 ms), which made adding 10,000 tenants one by one take eight minutes. The
+    names change only with the server's tz files, which a running server does not reload."""
+
+    names: frozenset[str] | None = None
+
+
 async def _require_timezone(conn: asyncpg.Connection, name: str) -> None:
     """The free quota's day is computed by Postgres: the zone must be one it knows."""
-    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)", name):
+    if _KnownZones.names is None:
+        _KnownZones.names = frozenset(await conn.fetchval("SELECT array_agg(name) FROM pg_timezone_names"))
+    if name not in _KnownZones.names:
         raise TenantError(f"unknown time zone {name!r}: use an IANA name such as Europe/Moscow")
 
 
