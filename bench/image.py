@@ -29,8 +29,8 @@ async def figure_image(bench: Bench) -> FigureResult:
         await stack.add_tenants_direct("img", TENANTS)
         port = free_port()
         env = {k: v for k, v in stack.env().items() if k in PASSED}
-        env |= {"PORT": str(port), "HOST": "127.0.0.1", "BOT_MODE": "webhook"}
-        env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
+        # Polling: production wants an https PUBLIC_BASE_URL for webhooks, which loopback cannot give.
+        env |= {"PORT": str(port), "HOST": "127.0.0.1", "BOT_MODE": "polling"}
         started = time.perf_counter()
         container = await asyncio.to_thread(image.run, tag, env)
         prober = Prober()
@@ -43,12 +43,15 @@ async def figure_image(bench: Bench) -> FigureResult:
                     break
                 await asyncio.sleep(0.1)
             code, stop_s = await asyncio.to_thread(container.stop_with, "TERM")
+            logs = await asyncio.to_thread(container.logs)
         finally:
             await prober.close()
             await asyncio.to_thread(container.remove)
     await asyncio.to_thread(image.remove, tag)
     out = FigureResult()
     out.details.update({"tag": tag, "exit_code": code, "stop_s": rounded(stop_s, 2), "active_s": rounded(active_s, 2)})
+    if active_s is None:
+        out.details["logs_tail"] = logs[-3000:]  # the supervisor masks every secret it logs
     out.rows += [
         _row("image_build_s", "docker build, no cache", rounded(build_s, 1), "s", "legacy builder, base in the daemon"),
         _row("image_size_mib", "image size", rounded(size, 1), "MiB", "base + locked dependencies + the project"),

@@ -102,6 +102,10 @@ class Container:
     def stop_with(self, signal: str = "TERM", timeout: float = 30) -> tuple[int, float]:
         """Send the signal (not `docker stop`, which adds its own SIGKILL deadline); exit code and seconds."""
         started = time.perf_counter()
+        state = self.inspect()["State"]
+        assert isinstance(state, dict)
+        if not state.get("Running"):
+            return int(state.get("ExitCode", -1)), 0.0  # it had already stopped
         _docker("kill", "--signal", signal, self.id)
         code = int(_docker("wait", self.id, timeout=timeout).stdout.strip())
         return code, time.perf_counter() - started
