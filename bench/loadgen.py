@@ -257,3 +257,19 @@ def match_replies(telegram: FakeTelegram, shots: Sequence[Shot]) -> None:
             index = bisect.bisect_left(chat_times, shot.wall_start)
             if index < len(chat_times):
                 shot.reply_s = chat_times[index] - shot.wall_start
+
+
+async def planned_closed(
+    gen: LoadGen, port: int, users: list[User], plan: dict[str, Any], *, warmup: bool = False
+) -> Phase:
+    """The webhook figure's closed loop as its plan says (senders, count, time); `warmup`: one unmeasured
+    pass over every user instead."""
+    return await closed_loop(
+        gen,
+        port,
+        users,
+        concurrency=plan["concurrency"],
+        count=len(users) if warmup else plan["count"],
+        seconds=plan["closed_s"],
+        name="warmup" if warmup else "closed",
+    )

@@ -38,7 +38,7 @@ from bench.common import (
     stop,
     webhook_secrets,
 )
-from bench.loadgen import Endpoint, LoadGen, Phase, User, closed_loop, is_menu, open_loop
+from bench.loadgen import Endpoint, LoadGen, Phase, User, is_menu, open_loop, planned_closed
 from bench.workers import CpuSplit, WorkersRun, measure_workers, workers_rows
 from sandbox.stack import SupervisorProcess, free_port
 
@@ -186,9 +186,7 @@ async def _run_server(
     instance: str | None = None,
 ) -> Run:
     bench.log(f"  webhook [{label}]: warm-up pass")
-    await closed_loop(
-        gen, port, users, concurrency=plan["concurrency"], count=len(users), seconds=plan["closed_s"], name="warmup"
-    )
+    await planned_closed(gen, port, users, plan, warmup=True)
     bench.log(f"  webhook [{label}]: closed loop, {plan['concurrency']} senders, {plan['count']} updates")
     meter = await Meter.start(pid, database_url, instance)
     split = CpuSplit(pid, database_url) if database_url is not None else None
@@ -198,10 +196,10 @@ async def _run_server(
     if bench.profile and instance is not None:
         profiler = Profiler(pid, bench.workdir / "profiles" / f"webhook-{label}.txt", seconds=plan["closed_s"])
         async with profiler:
-            closed = await _closed(gen, port, users, plan)
+            closed = await planned_closed(gen, port, users, plan)
         profile = profiler.summary()
     else:
-        closed = await _closed(gen, port, users, plan)
+        closed = await planned_closed(gen, port, users, plan)
     cpu_pct = await split.stop() if split is not None else None
     usage = await meter.stop(len(closed.ok))
     opened = []
@@ -270,18 +268,6 @@ def _cpu(pid: int) -> float:
 def _pct(phase: Phase, q: float) -> float | None:
     value = percentile(phase.latencies(), q)
     return None if value is None else value * 1000
-
-
-async def _closed(gen: LoadGen, port: int, users: list[User], plan: dict[str, Any]) -> Phase:
-    return await closed_loop(
-        gen,
-        port,
-        users,
-        concurrency=plan["concurrency"],
-        count=plan["count"],
-        seconds=plan["closed_s"],
-        name="closed",
-    )
 
 
 async def _start_baseline(

@@ -18,7 +18,7 @@ import asyncpg
 import psutil
 
 from bench.common import INFO, Bench, BenchStack, Row, at_least, launch, rounded, stop
-from bench.loadgen import LoadGen, Phase, User, closed_loop
+from bench.loadgen import LoadGen, Phase, User, planned_closed
 from shared.db import LOCK_NS_TENANT
 
 __all__ = ["CpuSplit", "WorkersRun", "measure_workers", "workers_rows"]
@@ -112,21 +112,11 @@ async def measure_workers(
         held_s = await _all_held(stack.database_url, tenants, timeout=120)
         await asyncio.sleep(3)  # both workers past their boot: webhooks checked, first resync done
         bench.log("  webhook [workers=2]: warm-up pass")
-        await closed_loop(
-            gen, port, users, concurrency=plan["concurrency"], count=len(users), seconds=plan["closed_s"], name="warmup"
-        )
+        await planned_closed(gen, port, users, plan, warmup=True)
         bench.log(f"  webhook [workers=2]: closed loop, {plan['concurrency']} senders, {plan['count']} updates")
         split = CpuSplit(launched.pid, stack.database_url)
         await split.start()
-        closed = await closed_loop(
-            gen,
-            port,
-            users,
-            concurrency=plan["concurrency"],
-            count=plan["count"],
-            seconds=plan["closed_s"],
-            name="closed",
-        )
+        closed = await planned_closed(gen, port, users, plan)
         cpu = await split.stop()
         rss = {f"pid {p.pid}": round(p.memory_info().rss / 2**20, 1) for p in _tree(launched.pid)}
     finally:
