@@ -50,6 +50,9 @@ class Slot:
     runtime: TenantRuntime | None = None
     task: asyncio.Task[None] | None = None
     locked: bool = False  # this process's lock session holds the tenant's lock (set on every lock beat)
+    # Built to replace a slot whose lock this process held (a token rotation, a mode change): the lock stays
+    # wanted through the first start, so no peer takes the tenant for the moment between the two slots.
+    keeps_lock: bool = False
     pending: asyncio.Task[None] | None = None  # a step up or down in progress
     restarts: deque[float] = field(default_factory=lambda: deque(maxlen=32))
     restart_count: int = 0
@@ -118,17 +121,27 @@ class Lifecycle:
                     slot.runtime.reconfigure(config)
                 log.info("tenant reconfigured in place", tenant=config.slug, config_version=config.config_version)
             return
-        if slot is not None:
-            await self.stop_tenant(config.id)
-        slot = Slot(config=config)
+        previous = slot
+        slot = Slot(config=config, keeps_lock=previous is not None and previous.locked)
+        # The successor is registered before the old slot stops: the tenant never leaves `wanted_locks`
+        # while the old runtime drains, so the lock is not released between the two slots.
         self.slots[config.id] = slot
+        if previous is not None:
+            if self.by_slug.get(previous.config.slug) is previous:
+                del self.by_slug[previous.config.slug]
+            await self._retire(previous)
+        if self.slots.get(config.id) is not slot:
+            return  # a later change replaced or removed the successor while the old slot stopped
         self.by_slug[config.slug] = slot
         self.tenant_by_bot[config.bot_id] = config.id
         if config.status is TenantStatus.TOKEN_INVALID:
+            slot.keeps_lock = False
             self._set_state(slot, State.TOKEN_INVALID)
             slot.last_error = "Telegram rejected the token; update it with `tenants update --bot-token`"
+            self._on_wanted_changed()
             return
         slot.task = asyncio.create_task(self._supervise(slot), name=f"tenant:{config.slug}")
+        self._on_wanted_changed()
 
     async def stop_tenant(self, tenant_id: int) -> None:
         slot = self.slots.pop(tenant_id, None)
@@ -136,6 +149,12 @@ class Lifecycle:
             return
         if self.by_slug.get(slot.config.slug) is slot:
             del self.by_slug[slot.config.slug]
+        await self._retire(slot)
+        metrics.LOCK_HELD.labels(slot.config.slug).set(0)
+        self._on_wanted_changed()
+
+    async def _retire(self, slot: Slot) -> None:
+        """Stop a slot that is no longer in `slots`: its runtime steps down and drains."""
         if slot.runtime is not None:
             slot.runtime.retire()
         try:
@@ -153,9 +172,7 @@ class Lifecycle:
         finally:
             self._spawn(self._unmap_when_idle(slot))
         slot.locked = False
-        metrics.LOCK_HELD.labels(slot.config.slug).set(0)
         self._set_state(slot, State.STOPPED)
-        self._on_wanted_changed()
 
     async def _unmap_when_idle(self, slot: Slot) -> None:
         """The stopped slot's bot leaves the FSM storage's map only once its runtime has nothing in hand
@@ -178,7 +195,9 @@ class Lifecycle:
         if not self._able():
             return {}  # this process cannot reach Telegram: it serves nobody until it can again
         return {
-            tid: slot.config.lock_key for tid, slot in self.slots.items() if slot.state in (State.STANDBY, State.ACTIVE)
+            tid: slot.config.lock_key
+            for tid, slot in self.slots.items()
+            if slot.state in (State.STANDBY, State.ACTIVE) or (slot.keeps_lock and slot.state == State.STARTING)
         }
 
     def reconcile(self, held: Mapping[int, int]) -> None:
@@ -315,6 +334,8 @@ class Lifecycle:
         return len(self.slots) >= 4 and len(crashed) * 2 > len(self.slots)
 
     def _set_state(self, slot: Slot, state: State) -> None:
+        if state != State.STARTING:
+            slot.keeps_lock = False  # the first start is over: from now on the lock is wanted by state alone
         if slot.state != state:
             log.info("tenant state", tenant=slot.config.slug, state=state.value, previous=slot.state.value)
         metrics.RUNTIME_STATE.labels(slot.config.slug, slot.state.value).set(0)

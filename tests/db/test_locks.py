@@ -4,15 +4,20 @@ exactly one of them within a few beats, whatever the others are doing (booting, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import asyncpg
+import pytest
 
 from shared.db import LOCK_NS_TENANT, LOCK_SESSION, connect_dedicated, session_name
+from supervisor.lifecycle import Lifecycle
 from supervisor.locks import Locker
+from supervisor.slot_state import State
 from tests.helpers import add_bare_tenants, wait_until
+from tests.stand_in_runtime import StandInRuntime
 
 
 class Recorder:
@@ -277,3 +282,48 @@ async def test_no_tenant_is_handed_to_a_peer_that_stopped_beating(
             assert len(live.held) == 8
         finally:
             frozen.terminate()
+
+
+async def _never_invalid(_tenant_id: int, _reason: str, _version: int) -> None:
+    raise AssertionError("no token is rejected here")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "change"),
+    [("lkb-mode", {"bot_mode": "polling"}), ("lkb-token", {"bot_token": "880900002:rotated-token-of-the-same-bot"})],
+)
+async def test_a_slot_rebuilt_on_its_holder_keeps_the_lock_through_the_rebuild(
+    module_database: str, module_pool: asyncpg.Pool, prefix: str, change: dict[str, str]
+) -> None:
+    """A mode change or a token rotation rebuilds the slot on the process that holds the tenant. The old
+    slot takes a while to stop (updates in hand) and the new one to start (getMe): if the tenant left the
+    wanted set in between, a waiting peer took the lock, activated (setWebhook, deleteWebhook) and handed
+    it back milliseconds later, two processes driving one bot (chaos seed 88). Invariant: through the
+    whole rebuild the lock stays with the holder, and the new slot ends up serving."""
+    first_bot_id = 880_900_001 if prefix == "lkb-mode" else 880_900_002
+    (tenant,) = await add_bare_tenants(module_pool, prefix, 1, first_bot_id=first_bot_id)
+    slot = lambda: life.slots[tenant.id]  # noqa: E731
+    life = Lifecycle(
+        lambda config: StandInRuntime(config, hang_stop=0.5, slow_check=0.5),  # type: ignore[arg-type,return-value]
+        _never_invalid,
+        lambda: holder.poke(),
+        lambda tid, key: holder.holds(tid, key),
+    )
+    holder = Locker(module_database, f"{prefix}-holder", life.wanted_locks, life.reconcile, heartbeat=0.1)
+    peer = locker(module_database, f"{prefix}-peer", lambda: {tenant.id: tenant.lock_key}, heartbeat=0.1)
+    await life.apply(tenant)
+    async with running(holder):
+        await wait_until(lambda: slot().state == State.ACTIVE, timeout=10, what="active on the holder")
+        async with running(peer):
+            await wait_until(lambda: peer.live_lockers == 2, timeout=5, what="the peer beats")
+            old = slot()
+            rebuild = asyncio.create_task(life.apply(dataclasses.replace(tenant, config_version=2, **change)))
+            samples = 0
+            while not (rebuild.done() and slot() is not old and slot().state == State.ACTIVE):
+                assert not peer.held, "the peer took the lock during the rebuild"
+                assert await held_on_server(module_pool, {tenant.id: tenant.lock_key}) == {tenant.id}, "held by nobody"
+                samples += 1
+                await asyncio.sleep(0.02)
+            await rebuild
+            assert samples >= 20, "the rebuild was too quick to be watched"  # 0.5 s stop + 0.5 s start
+    await life.stop_all(drain_timeout=1)

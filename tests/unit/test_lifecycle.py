@@ -21,42 +21,7 @@ from supervisor.slot_state import State
 from tenant_runtime.config import TenantConfig, TenantStatus
 from tenant_runtime.telegram.fsm_storage import PgStorage
 from tests.helpers import wait_until
-
-
-class StandInRuntime:
-    """What the lifecycle drives: token check, activation, deactivation, failure reports."""
-
-    def __init__(self, config: TenantConfig, *, check: Callable[[], None] = lambda: None, hang_stop: float = 0) -> None:
-        self.config = config
-        self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
-        self.active = False
-        self.retired = False
-        self._check = check
-        self._hang_stop = hang_stop
-
-    async def check_token(self) -> None:
-        self._check()
-
-    async def activate(self, still_held: Callable[[], bool]) -> None:
-        self.active = still_held()
-
-    def retire(self) -> None:
-        self.retired = True
-
-    async def deactivate(self) -> None:
-        if self._hang_stop:
-            await asyncio.sleep(self._hang_stop)
-        self.active = False
-
-    def report_failure(self, exc: BaseException) -> None:
-        if not self.failure.done():
-            self.failure.set_result(exc)
-
-    def reconfigure(self, config: TenantConfig) -> None:
-        self.config = config
-
-    async def drain(self, timeout: float) -> None:
-        return None
+from tests.stand_in_runtime import StandInRuntime
 
 
 def config(tenant_id: int = 1, token: str = "1:aaa", **changes: Any) -> TenantConfig:
