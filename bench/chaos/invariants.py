@@ -108,6 +108,8 @@ class Monitor:
     _pending_since: dict[str, float] = field(default_factory=dict)
     _names: dict[str, tuple[str, float]] = field(default_factory=dict)
     _silent: dict[str, int] = field(default_factory=dict)
+    _last_answer: dict[str, tuple[int, int, ReplicaView]] = field(default_factory=dict)
+    """Replica -> (check number, incarnation, view) of its last answer to /status.json."""
     _back_at: dict[int, float] = field(default_factory=dict)
     """Step index -> since when every tenant it touched has been served (while WATCH_STEP_S runs)."""
 
@@ -146,7 +148,8 @@ class Monitor:
 
     def check(self, now: float, views: dict[str, ReplicaView]) -> None:
         """Run I1, I2, I5 on fresh views and open or close violation episodes."""
-        problems = self.evaluate(views)
+        problems = self.evaluate(self.carry_last_answers(views))
+        self.views = views  # I5 judges what answered now
         self.ticks += 1
         failing: dict[tuple[str, str], str] = {}
         if any(r.able and views.get(r.name, ReplicaView(None, None)).status for r in self._replicas()):
@@ -158,6 +161,21 @@ class Monitor:
         self._update(now, failing)
         self._conflicts()
         self._reconverge(now, problems)
+
+    def carry_last_answers(self, views: dict[str, ReplicaView]) -> dict[str, ReplicaView]:
+        """A running replica that missed this check (1.5 s timeouts on a starved machine) is judged on its
+        last answer for up to UNANSWERED_CHECKS checks: its silence says nothing about which tenants it
+        serves (I1 would read it as "active nowhere"); a replica silent for longer is I5's to report."""
+        judged = dict(views)
+        for name, view in views.items():
+            incarnation = self.cluster.replicas[name].incarnation
+            if view.status is not None:
+                self._last_answer[name] = (self.ticks, incarnation, view)
+                continue
+            last = self._last_answer.get(name)
+            if last is not None and last[1] == incarnation and self.ticks - last[0] < UNANSWERED_CHECKS:
+                judged[name] = last[2]
+        return judged
 
     def _replicas(self) -> list[Replica]:
         return list(self.cluster.replicas.values())

@@ -48,10 +48,14 @@ class TelegramLink:
             self._server.close()
         for writer in [*self._clients, *self._upstreams]:
             writer.transport.abort()
+        # The aborted connections end their handlers; cancelling one instead makes asyncio 3.11 print a
+        # traceback for it (its server callback calls `task.exception()` on a cancelled task).
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stragglers = await asyncio.wait(tasks, timeout=2)
+            for task in stragglers:
+                task.cancel()
+            await asyncio.gather(*stragglers, return_exceptions=True)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=2)

@@ -16,8 +16,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bench.chaos.cluster import Cluster, Replica
-from bench.chaos.observe import TelegramWatch
+from bench.chaos.cluster import Cluster, Replica, Tenant
+from bench.chaos.invariants import UNANSWERED_CHECKS, Monitor
+from bench.chaos.observe import ReplicaView, TelegramWatch
 from bench.chaos.proxy import TelegramLink
 from bench.chaos.run import ChaosConfig, initial_modes, run_chaos
 from bench.chaos.schedule import Kind, plan
@@ -80,6 +81,26 @@ async def test_the_watch_sees_two_pollers_and_a_webhook_fight() -> None:
     finally:
         proc.kill()
         await proc.wait()
+
+
+def test_a_replica_that_misses_a_check_is_judged_on_its_last_answer_for_a_while() -> None:
+    """A starved replica that misses one 1.5 s check still serves what it served (seed 1313 read it as
+    "active in no process"); one silent for UNANSWERED_CHECKS checks is no longer vouched for."""
+    cluster = Cluster(Stack("postgresql://unused", Path("/nonexistent")), run_id="t")
+    cluster.replicas["r1"] = Replica("r1", 1001, TelegramLink("r1", 1, {}), "t", process=None, incarnation=1)
+    cluster.tenants["off"] = Tenant("off", 42, "42:x", "k", "webhook", status="disabled")
+    monitor = Monitor(cluster, TelegramWatch(cluster, time.monotonic))
+    serving = ReplicaView({}, {"tenants": [{"slug": "off", "state": "active"}]})
+    silent = ReplicaView(None, None)
+    assert monitor.evaluate(monitor.carry_last_answers({"r1": serving}))["off"] is not None
+    for _ in range(UNANSWERED_CHECKS - 1):
+        monitor.ticks += 1
+        assert monitor.evaluate(monitor.carry_last_answers({"r1": silent}))["off"] is not None, "not carried"
+    monitor.ticks += 1
+    assert monitor.evaluate(monitor.carry_last_answers({"r1": silent}))["off"] is None, "carried for too long"
+    monitor.ticks = 1
+    cluster.replicas["r1"].incarnation = 2  # restarted: the old process's answer says nothing of the new one
+    assert monitor.evaluate(monitor.carry_last_answers({"r1": silent}))["off"] is None
 
 
 async def test_a_link_forwards_refuses_blackholes_and_restores() -> None:
