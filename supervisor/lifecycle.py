@@ -94,6 +94,7 @@ class Lifecycle:
         self.tenant_by_bot: dict[int, int] = {}
         self._recent_crashes: deque[tuple[float, int]] = deque(maxlen=4096)
         self._background: set[asyncio.Task[None]] = set()
+        self._retiring: dict[int, asyncio.Task[None]] = {}  # tenant id -> its old slot stopping for a rebuild
 
     # --- registry sync ---------------------------------------------------------------------------
 
@@ -108,6 +109,8 @@ class Lifecycle:
                 await asyncio.sleep(0)  # thousands of tenants: let /health and webhooks in between
 
     async def apply(self, config: TenantConfig) -> None:
+        """Start, reconfigure, rebuild or stop one tenant. One caller at a time (the listener applies
+        changes in order; `sync` runs before it starts): two rebuilds of one tenant must not interleave."""
         REDACTOR.register(*config.secrets)
         slot = self.slots.get(config.id)
         if not config.status.served:
@@ -129,7 +132,18 @@ class Lifecycle:
         if previous is not None:
             if self.by_slug.get(previous.config.slug) is previous:
                 del self.by_slug[previous.config.slug]
-            await self._retire(previous)
+            if previous.locked:  # the successor reports the lock itself from the next beat
+                metrics.LOCK_HELD.labels(previous.config.slug).set(0)
+            retiring = self._retiring[config.id] = asyncio.create_task(self._retire(previous))
+            try:
+                await retiring
+            except BaseException:
+                if self.slots.get(config.id) is slot:
+                    del self.slots[config.id]  # never started: it must not keep the lock it cannot serve
+                raise
+            finally:
+                if self._retiring.get(config.id) is retiring:
+                    del self._retiring[config.id]
         if self.slots.get(config.id) is not slot:
             return  # a later change replaced or removed the successor while the old slot stopped
         self.by_slug[config.slug] = slot
@@ -224,6 +238,11 @@ class Lifecycle:
         lock it hands over only then, so the next owner never overlaps this process. False on a timeout."""
         deadline = time.monotonic() + timeout
         for tid in tenant_ids:
+            retiring = self._retiring.get(tid)
+            if retiring is not None:  # rebuilt: the old runtime may still be polling until it has stopped
+                await asyncio.wait([retiring], timeout=max(0.0, deadline - time.monotonic()))
+                if not retiring.done():
+                    return False
             slot = self.slots.get(tid)
             while slot is not None and slot.state == State.ACTIVE and not slot.locked:
                 left = deadline - time.monotonic()

@@ -15,6 +15,7 @@ from aiogram.fsm.storage.base import StorageKey
 from aiogram.methods import GetMe
 from aiogram.utils.backoff import BackoffConfig
 
+from shared import metrics
 from supervisor import lifecycle as lifecycle_module
 from supervisor.lifecycle import Lifecycle
 from supervisor.slot_state import State
@@ -144,6 +145,42 @@ async def test_quiesce_returns_once_the_handed_over_slot_has_stepped_down() -> N
     assert slow.slots[1].state == State.ACTIVE, "still stepping down when quiesce gave up"
     await life.stop_all(drain_timeout=1)
     await slow.stop_all(drain_timeout=3)
+
+
+async def test_a_hand_over_during_a_rebuild_waits_until_the_old_runtime_has_stopped() -> None:
+    """The locker hands a tenant over once `quiesce` returns. While a mode change rebuilds the slot, the
+    old runtime (still polling until it stops) is no longer in `slots`: quiesce must wait for it too,
+    or the next owner polls beside it."""
+    held = {1: 1001}
+    life = make(held, lambda c: StandInRuntime(c, hang_stop=0.5))
+    await life.apply(config())
+    life.reconcile(held)
+    await wait_until(lambda: life.slots[1].state == State.ACTIVE, timeout=2, what="active")
+    old = life.slots[1].runtime
+    assert isinstance(old, StandInRuntime) and old.active
+    rebuild = asyncio.create_task(life.apply(config(bot_mode="polling", config_version=2)))
+    await wait_until(lambda: life.slots[1].runtime is not old, timeout=2, what="the successor registered")
+    held.clear()
+    life.reconcile(held)  # handed over: the locker took it out of `held`
+    assert await life.quiesce([1], timeout=5)
+    assert not old.active, "quiesce returned while the old runtime was still serving"
+    await rebuild
+    await life.stop_all(drain_timeout=1)
+
+
+async def test_a_renamed_slot_leaves_no_lock_gauge_behind() -> None:
+    held = {1: 1001}
+    life = make(held)
+    await life.apply(config())
+    life.reconcile(held)
+    await wait_until(lambda: life.slots[1].state == State.ACTIVE, timeout=2, what="active")
+    assert metrics.REGISTRY.get_sample_value("tenant_lock_held", {"tenant": "t1"}) == 1
+    await life.apply(config(slug="t1-renamed", config_version=2))
+    life.reconcile(held)
+    await wait_until(lambda: life.slots[1].state == State.ACTIVE, timeout=2, what="the renamed slot active")
+    assert metrics.REGISTRY.get_sample_value("tenant_lock_held", {"tenant": "t1"}) == 0
+    assert metrics.REGISTRY.get_sample_value("tenant_lock_held", {"tenant": "t1-renamed"}) == 1
+    await life.stop_all(drain_timeout=1)
 
 
 class HandlerInHand(StandInRuntime):
