@@ -16,6 +16,7 @@ from shared.db import DB_UNAVAILABLE, LOCK_SESSION, connect_dedicated, session_n
 from shared.logs import get_logger
 from supervisor.locks import holders, keys
 from supervisor.locks.peers import Peer, fence_silent, publish_and_read
+from supervisor.locks.stalls import StallWatch
 
 log = get_logger(__name__)
 
@@ -34,9 +35,8 @@ LOCK_TABLE_MARGIN = 32  # slots left free after a full lock table, for connectio
 ORPHAN_BEATS = 3  # a lock seen free on this many beats in a row is taken whatever the share
 QUIESCE_SECONDS = 2.0  # how long a planned hand-over waits for the runtimes to step down before unlocking
 # Tenants are handed only to a peer that beat within this many of our beats (at least HANDOVER_MIN_S):
-# a peer frozen since its last beat still counts as alive for the whole trust window, and what it was
-# handed would sit unheld until ORPHAN_BEATS passed (chaos seed 404: a tenant given away 2.3 s after
-# its taker froze was held by nobody for 2 s).
+# a peer frozen since its last beat counts as alive for the whole trust window, and what it was handed
+# would sit unheld until ORPHAN_BEATS passed (chaos seed 404: held by nobody for 2 s).
 HANDOVER_RECENT_BEATS = 1.5
 HANDOVER_MIN_S = 0.5
 RELEASED_CHANNEL = "tenant_locks_released"  # NOTIFY payload: the releasing process's identity
@@ -94,6 +94,7 @@ class Locker:
         self.epoch = 0  # +1 on every step-down: work started under an older epoch acts for nobody
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
+        self._stalls = StallWatch(on_stall=self._wake.set)  # a stall voids the confirmation: beat now
         self._stopping = False
 
     @property
@@ -127,6 +128,7 @@ class Locker:
             and not self._lost.is_set()
             and at is not None
             and time.monotonic() - at < self._trust_window
+            and not self._stalls.stalled_since(at)
         )
 
     def holds(self, tenant_id: int, key: int) -> bool:
@@ -135,36 +137,36 @@ class Locker:
 
     async def run(self) -> None:
         backoff = Backoff(_RECONNECT)
-        while not self._stopping:
-            connected_at: float | None = None
-            try:
-                self._lost.clear()
-                conn = self._conn = await connect_dedicated(
-                    self._dsn, application_name=session_name(LOCK_SESSION, self._identity), keepalive=True
-                )
-                conn.add_termination_listener(self._on_terminated)
-                await conn.add_listener(RELEASED_CHANNEL, self._on_released)
-                connected_at = time.monotonic()
-                await self._adopt(conn)
-                await self._loop(conn)
-            except _CONNECTION_LOST as exc:
-                if self._stopping:
-                    return
-                log.warning("lock connection lost: all tenants step down to standby", error=type(exc).__name__)
-                self._on_database(False)
-                self._step_down()
-                if connected_at is not None and time.monotonic() - connected_at > _HEALTHY_SESSION_SECONDS:
-                    backoff.reset()
-                await asyncio.sleep(next(backoff))
-            except Exception:
-                # Not a lost connection, but this session's state is now unknown: start a clean one.
-                log.exception("locker failed: all tenants step down to standby")
-                self._step_down()
-                await asyncio.sleep(next(backoff))
+        async with self._stalls.watching():
+            while not self._stopping:
+                connected_at: float | None = None
+                try:
+                    self._lost.clear()
+                    conn = self._conn = await connect_dedicated(
+                        self._dsn, application_name=session_name(LOCK_SESSION, self._identity), keepalive=True
+                    )
+                    conn.add_termination_listener(self._on_terminated)
+                    await conn.add_listener(RELEASED_CHANNEL, self._on_released)
+                    connected_at = time.monotonic()
+                    await self._adopt(conn)
+                    await self._loop(conn)
+                except _CONNECTION_LOST as exc:
+                    if self._stopping:
+                        return
+                    log.warning("lock connection lost: all tenants step down to standby", error=type(exc).__name__)
+                    self._on_database(False)
+                    self._step_down()
+                    if connected_at is not None and time.monotonic() - connected_at > _HEALTHY_SESSION_SECONDS:
+                        backoff.reset()
+                    await asyncio.sleep(next(backoff))
+                except Exception:
+                    # Not a lost connection, but this session's state is now unknown: start a clean one.
+                    log.exception("locker failed: all tenants step down to standby")
+                    self._step_down()
+                    await asyncio.sleep(next(backoff))
 
     def _on_released(self, _conn: object, _pid: int, _channel: str, releaser: str) -> None:
-        # A peer handed locks over: beat now and take them, instead of leaving them free until the next
-        # beat (the gap a tenant would be served by nobody).
+        # A peer handed locks over: take them now, not at the next beat (held by nobody meanwhile).
         if releaser != self._identity:
             self._wake.set()
 
@@ -189,6 +191,7 @@ class Locker:
             # Fails (TimeoutError) once the trust window since the last good beat has passed.
             budget = max(0.1, self._trust_window - (time.monotonic() - last_ok))
             self._wake.clear()  # before the beat: a poke during it triggers the next one
+            began = time.monotonic()
             try:
                 async with asyncio.timeout(budget):
                     await self._beat(conn, budget)
@@ -199,6 +202,8 @@ class Locker:
                 raise
             except asyncpg.PostgresError as exc:
                 await self._after_statement_error(conn, exc, budget)
+            if self._stalls.stalled_since(began):
+                continue  # what the beat saw may predate the stall: it confirms nothing; beat again now
             last_ok = self._confirmed_at = time.monotonic()
             self._on_database(True)
             self._on_held(self.held)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -227,6 +228,52 @@ async def test_a_process_that_froze_acts_for_no_tenant_until_a_beat_confirms(
         await wait_until(lambda: one.epoch > epoch, timeout=5, what="the step-down")
         await wait_until(one.confirmed, timeout=10, what="a new session confirmed")
         assert one.epoch > epoch
+
+
+def _terminate_soon(dsn: str, application_name: str, after: float) -> threading.Thread:
+    """Terminate a session from outside this (about to be blocked) event loop, as a peer's fencing or an
+    operator would while the process stands still."""
+
+    async def terminate() -> None:
+        await asyncio.sleep(after)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", application_name
+            )
+        finally:
+            await conn.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(terminate(),))
+    thread.start()
+    return thread
+
+
+async def test_a_process_that_stood_still_trusts_no_lock_until_a_beat_after_the_stall(
+    module_database: str, module_pool: asyncpg.Pool
+) -> None:
+    """A freeze shorter than the trust window (4 s) during which the lock session was terminated: on
+    waking, the session's end is an event not processed yet, and a poll that was due may run first (chaos
+    seed 5: one getUpdates beside the peer that had taken the bot). Invariant: after any stall, nothing
+    counts as held until a beat that began after it has succeeded."""
+    tenants = await add_bare_tenants(module_pool, "lkw", 2, first_bot_id=880_950_000)
+    wanted = {t.id: t.lock_key for t in tenants}
+    first = tenants[0]
+    one = locker(module_database, "lkw-one", lambda: wanted, heartbeat=0.2)
+    async with running(one):
+        await wait_until(lambda: len(one.held) == 2 and one.confirmed(), timeout=10, what="all held, confirmed")
+        terminator = _terminate_soon(module_database, session_name(LOCK_SESSION, "lkw-one"), after=0.3)
+        time.sleep(1.5)  # the whole process stands still (what SIGSTOP looks like from inside)
+        # Woken, before any callback ran: within the trust window, the termination not yet seen.
+        assert not one.holds(first.id, first.lock_key), "a process that stood still trusted its locks"
+        terminator.join()
+        await wait_until(lambda: one.holds(first.id, first.lock_key), timeout=10, what="held again after a new beat")
+        # A stall with the session intact costs one beat, not a step-down.
+        epoch = one.epoch
+        time.sleep(1.5)
+        assert not one.confirmed()
+        await wait_until(one.confirmed, timeout=5, what="confirmed by the next beat")
+        assert one.epoch == epoch, "a stall alone stepped the process down"
 
 
 async def test_a_handover_steps_down_before_unlocking_and_the_peer_takes_over_at_once(
