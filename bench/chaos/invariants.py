@@ -380,21 +380,27 @@ class Tally:
     lost: int = 0
     excused: int = 0
     known_window: int = 0
-    """Duplicates of messages sent while the replica serving their tenant was killed (`kill -9`) or cut
-    off by a blackhole: the at-least-once window the README states (the reply reached Telegram, the
-    record that it was sent did not). Reported, not counted as violations; every other duplicate is."""
+    """Duplicates of messages or outcomes sent while the replica serving their tenant was killed (`kill
+    -9`) or cut off from Telegram: the at-least-once window the README states (the message reached
+    Telegram, and the answer or the record that it was sent did not). Reported, not counted as
+    violations; every other duplicate is."""
     problems: list[str] = field(default_factory=list)
 
 
 KNOWN_WINDOW_BEFORE_S = 10.0  # a reply in flight at the fault began at most a call timeout (8 s) earlier
 KNOWN_WINDOW_AFTER_S = 2.0
+_CUTS = ("cut (blackhole)", "cut (refuse)")
 
 
 def known_windows(steps: list[Step]) -> dict[str, list[tuple[float, float]]]:
-    """Per tenant: the spans during which its serving replica was killed or blackholed."""
+    """Per tenant: the spans during which its serving replica was killed or cut off. A cut aborts the
+    replica's connections to Telegram, so a request already forwarded is handled and its answer lost
+    (chaos seed 1313: an outcome message in flight at a "refuse" cut was sent again); a refused link
+    lets nothing through after that, so its window is the moment of the cut, a blackhole's lasts until
+    the link is restored."""
     windows: dict[str, list[tuple[float, float]]] = {}
     for i, step in enumerate(steps):
-        if step.error is not None or not step.touched or step.action not in ("SIGKILL", "cut (blackhole)"):
+        if step.error is not None or not step.touched or step.action not in ("SIGKILL", *_CUTS):
             continue
         end = step.at
         if step.action == "cut (blackhole)":

@@ -84,6 +84,7 @@ class ChaosResult:
             "generations": self.outcomes.sent,
             "generation_outcomes": self.outcomes.answered,
             "generation_duplicates": self.outcomes.duplicates,
+            "generation_duplicates_known_window": self.outcomes.known_window,
             "generation_lost": self.outcomes.lost,
         }
 
@@ -116,10 +117,11 @@ class ChaosResult:
             + (f" after {f['worst_reconverge_after']}" if f["worst_reconverge_after"] else "")
             + (f"; {f['never_reconverged']} steps never reconverged" if f["never_reconverged"] else ""),
             f"  messages            {f['messages_sent']} sent, {f['replies']} replied, {f['duplicates']} duplicates "
-            f"(+{f['duplicates_known_window']} in the kill -9 / blackhole window), "
+            f"(+{f['duplicates_known_window']} in the kill -9 / cut window), "
             f"{f['lost']} lost, {f['excused_by_removal']} excused by a removal",
             f"  generations         {f['generations']} pressed, {f['generation_outcomes']} outcomes, "
-            f"{f['generation_duplicates']} duplicates, {f['generation_lost']} lost; jobs {self.ledger.get('jobs', {})}",
+            f"{f['generation_duplicates']} duplicates (+{f['generation_duplicates_known_window']} in the kill -9 / cut "
+            f"window), {f['generation_lost']} lost; jobs {self.ledger.get('jobs', {})}",
             f"  ledger              {'; '.join(self.ledger_failures) or 'reconciles'}",
         ]
         if f["event_errors"]:
@@ -183,7 +185,7 @@ class ChaosResult:
                 f"{f['messages_sent']}",
                 PASS if f["lost"] == 0 and f["duplicates"] == 0 else MISS,
                 f"{f['lost']} lost, {f['duplicates']} duplicated (+{f['duplicates_known_window']} in the stated "
-                f"kill -9 / blackhole window), {f['excused_by_removal']} excused by a removal",
+                f"kill -9 / cut window), {f['excused_by_removal']} excused by a removal",
             )
         )
         return rows

@@ -146,7 +146,7 @@ async def _run(bench: Bench, stack: Stack, config: ChaosConfig) -> ChaosResult:
             steps=monitor.steps[1:],
             episodes=monitor.episodes,
             replies=tally(traffic, ("start", "balance"), known_windows(monitor.steps)),
-            outcomes=tally(traffic, ("outcome",)),
+            outcomes=tally(traffic, ("outcome",), known_windows(monitor.steps)),
             ledger=ledger,
             ledger_failures=ledger_failures,
             events_applied=faults.applied,

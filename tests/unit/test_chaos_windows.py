@@ -1,6 +1,6 @@
-"""The chaos harness's one exception to "one reply per message": a duplicate of a message sent while the
-replica serving its tenant was killed or blackholed (the at-least-once window the README states). Any
-other duplicate still counts."""
+"""The chaos harness's one exception to "one reply per message" and "one outcome per generation": a
+duplicate of a message sent while the replica serving its tenant was killed or cut off from Telegram (the
+at-least-once window the README states). Any other duplicate still counts."""
 
 from __future__ import annotations
 
@@ -16,4 +16,5 @@ def test_windows_cover_only_the_tenants_of_the_faulted_replica_and_only_around_t
         Step(30.0, "sigterm", "r1", "SIGTERM", touched=frozenset({"a"})),
         Step(40.0, "sigkill", "r3", "SIGKILL", touched=frozenset({"d"}), error="no such process"),
     ]
-    assert known_windows(steps) == {"a": [(0.0, 12.0)], "b": [(10.0, 30.0)]}
+    # A refused link: only what was in flight at the cut (its answer lost); a blackhole: until restored.
+    assert known_windows(steps) == {"a": [(0.0, 12.0)], "b": [(10.0, 30.0)], "c": [(11.0, 23.0)]}
