@@ -149,8 +149,7 @@ class Lifecycle:
         self.by_slug[config.slug] = slot
         self.tenant_by_bot[config.bot_id] = config.id
         if config.status is TenantStatus.TOKEN_INVALID:
-            slot.keeps_lock = False
-            self._set_state(slot, State.TOKEN_INVALID)
+            self._set_state(slot, State.TOKEN_INVALID)  # clears keeps_lock: nothing to serve
             slot.last_error = "Telegram rejected the token; update it with `tenants update --bot-token`"
             self._on_wanted_changed()
             return
