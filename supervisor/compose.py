@@ -71,7 +71,7 @@ def compose(
         KieClientConfig(read_timeout_s=settings.kie_read_timeout_seconds),
         on_request=_observe_kie,
     )
-    telegram = parts.telegram = Reachability()
+    telegram = parts.telegram = Reachability(on_change=lambda: locker.poke())
     session.middleware(telegram)
     session.middleware(LeaseFence())
     # A process draining after SIGTERM released its locks on purpose: it is not frozen, and the

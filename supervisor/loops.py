@@ -6,12 +6,12 @@ platform bot. Work that only the lock holder may do runs for `active_runtimes()`
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import asyncpg
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 
 from shared import metrics
 from shared.logs import get_logger
@@ -32,6 +32,8 @@ from tenant_runtime.broadcasts.sender import BroadcastSender
 from tenant_runtime.generation.poller import JobPoller
 from tenant_runtime.runtime import TenantRuntime
 from tenant_runtime.services import Services
+from tenant_runtime.telegram.fence import LeaseLapsed
+from tenant_runtime.telegram.reachability import PROBE_TIMEOUT_SECONDS, QUIET_SECONDS
 
 __all__ = ["BackgroundLoops"]
 
@@ -39,7 +41,7 @@ log = get_logger(__name__)
 
 INBOX_LEASE_RENEW_SECONDS = 20.0  # well inside the inbox's 60 s lease
 INBOX_RECLAIM_SECONDS = 15.0
-TELEGRAM_PROBE_SECONDS = 5.0
+TELEGRAM_PROBE_SECONDS = 1.0  # how often silence is looked at; a question is asked only after QUIET_SECONDS
 PLATFORM_BOT_TICK_SECONDS = 1.0  # between a non-holder's lease checks; the holder long-polls in its tick
 
 
@@ -154,17 +156,26 @@ class BackgroundLoops:
         await services.inbox.renew(open_updates)
 
     async def _probe_telegram(self) -> None:
-        """While Telegram is unreachable from here, nothing else may call it (no locks, no runtimes
-        active): ask it something now and then, so the process learns when it can serve again."""
+        """After a few seconds in which Telegram answered nothing, ask it directly: a blackholed path
+        makes no call fail before its timeout, and a quiet bot makes none at all (see `Reachability`).
+        While unreachable, the same question tells the process when it can serve again."""
         telegram, lifecycle = self.parts.telegram, self.parts.lifecycle
-        if telegram is None or telegram.reachable or lifecycle is None:
+        if telegram is None or lifecycle is None or telegram.quiet_for() < QUIET_SECONDS:
             return
         # A bot that is serving or ready to (not one in backoff for its own reasons) asks on the process's behalf.
         slots = sorted(lifecycle.slots.values(), key=lambda s: s.state not in (State.STANDBY, State.ACTIVE))
         runtime = next((s.runtime for s in slots if s.runtime is not None), None)
-        if runtime is not None:
-            with contextlib.suppress(TelegramAPIError, TimeoutError):
-                await runtime.bot.get_me(request_timeout=5)
+        if runtime is None:
+            return
+        asked_at = time.monotonic()
+        try:
+            await runtime.bot.get_me(request_timeout=PROBE_TIMEOUT_SECONDS)
+        except LeaseLapsed:
+            return  # never sent
+        except (TelegramNetworkError, TimeoutError):
+            telegram.unanswered(asked_at)
+        except TelegramAPIError:
+            return  # an answer (one bot's error): the path works, and `Reachability` saw it
 
     async def _reclaim(self, services: Services) -> None:
         """Finish updates that a stopped process accepted but never handled, for the tenants this

@@ -1,5 +1,6 @@
 """A TCP proxy on 127.0.0.1 that a test can cut: the way to take Postgres away from code under test
-without stopping the shared server (every connection through it drops, new ones are refused)."""
+without stopping the shared server (every connection through it drops, new ones are refused), or to
+blackhole a path (connections stay open and new ones are accepted, but nothing gets through either way)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ class TcpProxy:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._dark = False
         self.port = 0
 
     @classmethod
@@ -40,10 +42,27 @@ class TcpProxy:
             writer.transport.abort()
         self._writers.clear()
 
+    def blackhole(self) -> None:
+        """From now on every byte either way is dropped; nothing is closed or refused."""
+        self._dark = True
+
     async def restore(self) -> None:
-        await self.start()
+        self._dark = False
+        if self._server is None:
+            await self.start()
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self._dark:
+            self._writers.add(client_writer)
+            try:
+                while await client_reader.read(65536):
+                    pass  # swallowed
+            except OSError:
+                pass
+            finally:
+                self._writers.discard(client_writer)
+                client_writer.close()
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
@@ -55,6 +74,8 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if self._dark:
+                    continue  # swallowed
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):

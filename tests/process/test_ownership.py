@@ -159,6 +159,34 @@ async def test_a_terminated_lock_session_hands_over_without_a_gap(stack: Stack) 
     await wait_until(lambda: _total_active_is(a, b, n=4), timeout=SERVED_WITHIN, what="four active again")
 
 
+async def test_a_replica_whose_telegram_path_goes_dark_hands_its_quiet_bots_over_within_the_bound(stack: Stack) -> None:
+    """A blackholed path (packets dropped, nothing refused) fails no call before its timeout, and bots
+    nobody writes to make no calls: the replica must find out by asking (chaos seed 404)."""
+    from tests.tcp_proxy import TcpProxy
+
+    tenants = await stack.add_tenants_direct("dark", 4)
+    api = stack.telegram.base_url
+    assert api is not None
+    link = TcpProxy("127.0.0.1", int(api.rsplit(":", 1)[1].split("/")[0]))
+    await link.start()
+    dark = await stack.start_supervisor("dark-a", TELEGRAM_API_BASE=f"http://127.0.0.1:{link.port}")
+    await dark.wait_active(4)
+    healthy = await stack.start_supervisor("dark-b")
+    await wait_until(lambda: _total_active_is(dark, healthy, n=4), timeout=30, what="four active")
+    assert _by_state(await dark.health(), "active") > 0, "the dark replica holds tenants when its path goes dark"
+    link.blackhole()
+    await wait_until(
+        lambda: _served_only_by(healthy, dark, n=4), timeout=SERVED_WITHIN, what="every tenant moved to the healthy one"
+    )
+    for i, tenant in enumerate(tenants):
+        await answers(stack, tenant.token, 7620000 + i)
+    assert "Telegram unreachable from this process" in dark.log()
+
+
+async def _served_only_by(serving: SupervisorProcess, idle: SupervisorProcess, *, n: int) -> bool:
+    return await _active_is(serving, n) and await _active_is(idle, 0)
+
+
 async def _total_active_is(*sups: SupervisorProcess, n: int) -> bool:
     return await _total_active(*sups) == n
 

@@ -3,6 +3,7 @@ Telegram (a 5xx or 4xx for one bot) proves the path works."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -54,3 +55,25 @@ async def test_one_bots_error_answers_never_make_the_process_unable(answer: Exce
     await _call(reach, answer)
     await _call(reach, TelegramNetworkError(GetMe(), "reset"))
     assert reach.reachable
+
+
+async def test_a_question_left_unanswered_makes_the_process_unable_at_once() -> None:
+    """A blackholed path fails no call before its timeout: one unanswered probe is enough."""
+    changes: list[bool] = []
+    reach = Reachability(on_change=lambda: changes.append(reach.reachable))
+    asked_at = time.monotonic()
+    reach.unanswered(asked_at)
+    assert not reach.reachable
+    assert changes == [False]
+    await _call(reach, None)
+    assert reach.reachable
+    assert changes == [False, True]
+
+
+async def test_an_answer_to_another_call_meanwhile_outweighs_an_unanswered_question() -> None:
+    reach = Reachability()
+    asked_at = time.monotonic()
+    await _call(reach, TelegramServerError(GetMe(), "Bad Gateway"))  # answered after the question went out
+    reach.unanswered(asked_at)
+    assert reach.reachable
+    assert reach.quiet_for() < 1.0
