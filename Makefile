@@ -31,7 +31,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
-# Seeded fault simulation (bench/chaos): each seed replays exactly with `python -m bench chaos --seed N`.
+# Seeded fault simulation (bench/chaos): each seed replays exactly with `python -m bench chaos --seed N`;
+# the table of the runs is printed and kept in bench/chaos-seeds.json.
 CHAOS_SEEDS ?= 1 2 3
 CHAOS_MINUTES ?= 2
 chaos: $(STAMP)
@@ -39,6 +40,8 @@ chaos: $(STAMP)
 		$(PY) -m bench chaos --seed $$seed --minutes $(CHAOS_MINUTES) --out bench/results/chaos-$$seed.json \
 			|| failed="$$failed $$seed"; \
 	done; \
+	$(PY) -m bench chaos-summary --code "$$(git rev-parse --short HEAD 2>/dev/null)" \
+		$(foreach seed,$(CHAOS_SEEDS),bench/results/chaos-$(seed).json) || true; \
 	if [ -n "$$failed" ]; then echo "chaos: invariants violated with seeds:$$failed"; exit 1; fi
 
 # The production image (Dockerfile). Needs a Docker daemon; where Docker Hub is out of reach,

@@ -4,7 +4,8 @@ Writes results.json (machine, every row and the details) and results.md (the tab
 Exit status: 0 when every figure ran (a MISS is a finding, not a failure), 1 when a figure crashed.
 
 `python -m bench chaos --seed N --minutes M [--out PATH]` runs one seeded fault simulation instead
-(see bench/chaos); its exit status is 1 when an invariant was violated.
+(see bench/chaos); its exit status is 1 when an invariant was violated. `python -m bench chaos-summary
+FILE...` tables such runs (`make chaos` calls it) and keeps the table in bench/chaos-seeds.json.
 """
 
 from __future__ import annotations
@@ -145,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.chaos.cli import main as chaos_main
 
         return chaos_main(args[1:])
+    if args[:1] == ["chaos-summary"]:
+        from bench.chaos.summary import main as summary_main
+
+        return summary_main(args[1:])
     return asyncio.run(run(parse_args(argv)))
 
 
