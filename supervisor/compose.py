@@ -20,6 +20,7 @@ from supervisor.bootstrap import BootError
 from supervisor.lifecycle import Lifecycle
 from supervisor.locks import Locker
 from supervisor.onboarding import PlatformPoller
+from supervisor.telegram_probe import TelegramProbe
 from supervisor.tenants import TenantStore
 from tenant_runtime.billing.ledger import Ledger
 from tenant_runtime.generation.delivery import TelegramNotifier
@@ -48,6 +49,7 @@ class Parts:
     session: AiohttpSession | None = None
     kie: KieClient | None = None
     telegram: Reachability | None = None
+    probe: TelegramProbe | None = None
     lifecycle: Lifecycle | None = None
     services: Services | None = None
     locker: Locker | None = None
@@ -72,6 +74,9 @@ def compose(
         on_request=_observe_kie,
     )
     telegram = parts.telegram = Reachability(on_change=lambda: locker.poke())
+    parts.probe = TelegramProbe(
+        settings.telegram_api_base, telegram, stalled_since=lambda since: locker.stalls.stalled_since(since)
+    )
     session.middleware(telegram)
     session.middleware(LeaseFence())
     # A process draining after SIGTERM released its locks on purpose: it is not frozen, and the

@@ -6,12 +6,10 @@ platform bot. Work that only the lock holder may do runs for `active_runtimes()`
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import asyncpg
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 
 from shared import metrics
 from shared.logs import get_logger
@@ -32,8 +30,7 @@ from tenant_runtime.broadcasts.sender import BroadcastSender
 from tenant_runtime.generation.poller import JobPoller
 from tenant_runtime.runtime import TenantRuntime
 from tenant_runtime.services import Services
-from tenant_runtime.telegram.fence import LeaseLapsed
-from tenant_runtime.telegram.reachability import PROBE_TIMEOUT_SECONDS, QUIET_SECONDS
+from tenant_runtime.telegram.reachability import QUIET_SECONDS
 
 __all__ = ["BackgroundLoops"]
 
@@ -159,23 +156,14 @@ class BackgroundLoops:
         """After a few seconds in which Telegram answered nothing, ask it directly: a blackholed path
         makes no call fail before its timeout, and a quiet bot makes none at all (see `Reachability`).
         While unreachable, the same question tells the process when it can serve again."""
-        telegram, lifecycle = self.parts.telegram, self.parts.lifecycle
-        if telegram is None or lifecycle is None or telegram.quiet_for() < QUIET_SECONDS:
+        telegram, probe, lifecycle = self.parts.telegram, self.parts.probe, self.parts.lifecycle
+        if telegram is None or probe is None or lifecycle is None or telegram.quiet_for() < QUIET_SECONDS:
             return
         # A bot that is serving or ready to (not one in backoff for its own reasons) asks on the process's behalf.
         slots = sorted(lifecycle.slots.values(), key=lambda s: s.state not in (State.STANDBY, State.ACTIVE))
         runtime = next((s.runtime for s in slots if s.runtime is not None), None)
-        if runtime is None:
-            return
-        asked_at = time.monotonic()
-        try:
-            await runtime.bot.get_me(request_timeout=PROBE_TIMEOUT_SECONDS)
-        except LeaseLapsed:
-            return  # never sent
-        except (TelegramNetworkError, TimeoutError):
-            telegram.unanswered(asked_at)
-        except TelegramAPIError:
-            return  # an answer (one bot's error): the path works, and `Reachability` saw it
+        if runtime is not None:
+            await probe.ask(runtime.bot.token)
 
     async def _reclaim(self, services: Services) -> None:
         """Finish updates that a stopped process accepted but never handled, for the tenants this

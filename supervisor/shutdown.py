@@ -40,6 +40,7 @@ async def shutdown(parts: Parts, identity: str) -> None:
     await _close_pool(parts, identity)
     for closer in (
         parts.session.close if parts.session else None,
+        parts.probe.close if parts.probe else None,
         parts.kie.aclose if parts.kie else None,
         parts.platform[1].session.close if parts.platform else None,
     ):

@@ -47,7 +47,11 @@ class TcpProxy:
         self._dark = True
 
     async def restore(self) -> None:
-        self._dark = False
+        if self._dark:  # what went half through while dark must not flow on as if whole
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._writers.clear()
+            self._dark = False
         if self._server is None:
             await self.start()
 

@@ -94,7 +94,7 @@ class Locker:
         self.epoch = 0  # +1 on every step-down: work started under an older epoch acts for nobody
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
-        self._stalls = StallWatch(on_stall=self._wake.set)  # a stall voids the confirmation: beat now
+        self.stalls = StallWatch(on_stall=self._wake.set)  # a stall voids the confirmation: beat now
         self._stopping = False
 
     @property
@@ -128,7 +128,7 @@ class Locker:
             and not self._lost.is_set()
             and at is not None
             and time.monotonic() - at < self._trust_window
-            and not self._stalls.stalled_since(at)
+            and not self.stalls.stalled_since(at)
         )
 
     def holds(self, tenant_id: int, key: int) -> bool:
@@ -137,7 +137,7 @@ class Locker:
 
     async def run(self) -> None:
         backoff = Backoff(_RECONNECT)
-        async with self._stalls.watching():
+        async with self.stalls.watching():
             while not self._stopping:
                 connected_at: float | None = None
                 try:
@@ -202,7 +202,7 @@ class Locker:
                 raise
             except asyncpg.PostgresError as exc:
                 await self._after_statement_error(conn, exc, budget)
-            if self._stalls.stalled_since(began):
+            if self.stalls.stalled_since(began):
                 continue  # what the beat saw may predate the stall: it confirms nothing; beat again now
             last_ok = self._confirmed_at = time.monotonic()
             self._on_database(True)
@@ -273,12 +273,12 @@ class Locker:
         released = {tid: self.held.pop(tid) for tid in to_release}
         for tid in to_release:
             self._sticky.pop(tid, None)
-        if handed_over and self._quiesce is not None:
-            # Break before make, with the break made first: this process's runtimes step down while it
-            # still holds the locks, so the peer that takes them never overlaps them.
+        if self._quiesce is not None:
+            # Break before make: the runtimes step down while the locks are still held, so the next owner
+            # never overlaps them; also for what is no longer wanted here (Telegram unreachable, or not).
             self._on_held(self.held)
-            if not await self._quiesce(handed_over, min(QUIESCE_SECONDS, budget / 2)):
-                log.warning("handing tenants over before their runtimes stepped down", tenants=len(handed_over))
+            if not await self._quiesce(sorted(to_release), min(QUIESCE_SECONDS, budget / 2)):
+                log.warning("releasing tenants before their runtimes stepped down", tenants=len(to_release))
         await keys.unlock(conn, list(released.values()), budget)
         await holders.forget(conn, self._identity, list(to_release), budget)
         # Whatever was freed (handed over, or no longer wanted here), a peer that wants it takes it now.

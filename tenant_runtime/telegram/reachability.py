@@ -10,9 +10,9 @@ again (restarting runtimes keep calling getMe, so that comes by itself).
 Counting failures alone is too slow when the path is blackholed (packets dropped, nothing refused):
 each call fails only at its timeout, and a bot with no traffic makes no calls at all (chaos seed 404: a
 replica kept its tenants for over 10 s after its path went dark). So silence is judged too: after
-QUIET_SECONDS without any answer the process asks Telegram directly (`supervisor/loops.py`), and a
-question that gets no answer within PROBE_TIMEOUT_SECONDS, while nothing else was answered either,
-makes the process unable at once (`unanswered`).
+QUIET_SECONDS without any answer the process asks Telegram directly (`supervisor/telegram_probe.py`),
+and a question that gets no answer within PROBE_TIMEOUT_SECONDS, while nothing else was answered
+either, makes the process unable at once (`unanswered`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramEntityTooLarge, TelegramNetworkError
 from aiogram.methods.base import TelegramType
 
 from shared.logs import get_logger
@@ -73,8 +73,11 @@ class Reachability(BaseRequestMiddleware):
             response = await make_request(bot, method)
         except LeaseLapsed:
             raise  # never sent: says nothing about the path to Telegram
-        except TelegramNetworkError:
-            self._failed()
+        except TelegramEntityTooLarge:
+            self._succeeded()  # a 413: Telegram answered (aiogram files it under network errors)
+            raise
+        except (TelegramNetworkError, ClientDecodeError):
+            self._failed()  # no answer, or a body that is not the Bot API's (a proxy's error page)
             raise
         except TelegramAPIError:
             # A 5xx or 4xx is one bot's answer: Telegram was reached, the process's path works.

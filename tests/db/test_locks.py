@@ -302,6 +302,33 @@ async def test_a_handover_steps_down_before_unlocking_and_the_peer_takes_over_at
     assert still_locked_while_stepping_down and all(still_locked_while_stepping_down)
 
 
+async def test_a_process_that_stops_wanting_its_tenants_steps_down_before_unlocking(
+    module_database: str, module_pool: asyncpg.Pool
+) -> None:
+    """A process that finds it cannot reach Telegram wants nothing any more, and may be wrong about it
+    (a false alarm). Invariant: it never unlocks a tenant whose runtime has not stepped down, so a peer
+    that takes the lock never serves beside it."""
+    tenants = await add_bare_tenants(module_pool, "lku", 4, first_bot_id=880_750_000)
+    all_wanted = {t.id: t.lock_key for t in tenants}
+    wanted = dict(all_wanted)
+    asked: list[tuple[list[int], bool]] = []
+
+    async def quiesce(tenant_ids: list[int], _timeout: float) -> bool:
+        on_server = await held_on_server(module_pool, {tid: all_wanted[tid] for tid in tenant_ids})
+        asked.append((tenant_ids, on_server == set(tenant_ids)))
+        return True
+
+    unable = Locker(module_database, "lku-unable", lambda: wanted, Recorder(), heartbeat=0.1, quiesce=quiesce)
+    async with running(unable):
+        await wait_until(lambda: len(unable.held) == 4, timeout=10, what="all held")
+        wanted.clear()  # Telegram unreachable: `Lifecycle.wanted_locks` says nothing is wanted
+        unable.poke()
+        await wait_until(lambda: not unable.held, timeout=10, what="all released")
+        assert await held_on_server(module_pool, all_wanted) == set()
+    assert sorted(tid for ids, _ in asked for tid in ids) == sorted(all_wanted), "released without stepping down"
+    assert all(locked for _, locked in asked), "unlocked before the runtimes stepped down"
+
+
 async def test_no_tenant_is_handed_to_a_peer_that_stopped_beating(
     module_database: str, module_pool: asyncpg.Pool
 ) -> None:

@@ -169,18 +169,27 @@ async def test_a_replica_whose_telegram_path_goes_dark_hands_its_quiet_bots_over
     assert api is not None
     link = TcpProxy("127.0.0.1", int(api.rsplit(":", 1)[1].split("/")[0]))
     await link.start()
-    dark = await stack.start_supervisor("dark-a", TELEGRAM_API_BASE=f"http://127.0.0.1:{link.port}")
-    await dark.wait_active(4)
-    healthy = await stack.start_supervisor("dark-b")
-    await wait_until(lambda: _total_active_is(dark, healthy, n=4), timeout=30, what="four active")
-    assert _by_state(await dark.health(), "active") > 0, "the dark replica holds tenants when its path goes dark"
-    link.blackhole()
-    await wait_until(
-        lambda: _served_only_by(healthy, dark, n=4), timeout=SERVED_WITHIN, what="every tenant moved to the healthy one"
-    )
-    for i, tenant in enumerate(tenants):
-        await answers(stack, tenant.token, 7620000 + i)
-    assert "Telegram unreachable from this process" in dark.log()
+    try:
+        dark = await stack.start_supervisor("dark-a", TELEGRAM_API_BASE=f"http://127.0.0.1:{link.port}")
+        await dark.wait_active(4)
+        healthy = await stack.start_supervisor("dark-b")
+        await wait_until(lambda: _total_active_is(dark, healthy, n=4), timeout=30, what="four active")
+        assert _by_state(await dark.health(), "active") > 0, "the dark replica holds tenants when its path goes dark"
+        link.blackhole()
+        await wait_until(
+            lambda: _served_only_by(healthy, dark, n=4), timeout=SERVED_WITHIN, what="every tenant on the healthy one"
+        )
+        for i, tenant in enumerate(tenants):
+            await answers(stack, tenant.token, 7620000 + i)
+        assert "Telegram unreachable from this process" in dark.log()
+        # The path comes back: the replica learns it by asking, and takes its share again.
+        await link.restore()
+        await wait_until(lambda: _active_is(dark, 2), timeout=30, what="the replica back to its share")
+        await wait_until(lambda: _total_active_is(dark, healthy, n=4), timeout=SERVED_WITHIN, what="four active")
+        for i, tenant in enumerate(tenants):
+            await answers(stack, tenant.token, 7620100 + i)
+    finally:
+        await link.cut()
 
 
 async def _served_only_by(serving: SupervisorProcess, idle: SupervisorProcess, *, n: int) -> bool:
