@@ -85,6 +85,11 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    # A pooled connection whose session the server ended mid-statement can be left with its protocol in
+    # a state asyncpg does not expect ("cannot switch to state 12; another operation is in progress"):
+    # the connection failed, not the statement (chaos seed 7: a terminated pool session; an update's
+    # handler failed with it and the user got an apology instead of an answer).
+    asyncpg.exceptions.InternalClientError,
     # Out of connections, memory or lock slots: the server cannot take this now; retry later.
     asyncpg.exceptions.InsufficientResourcesError,
 )
