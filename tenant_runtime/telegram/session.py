@@ -8,6 +8,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.methods import Response, TelegramMethod
 from pydantic import BaseModel
 
+from tenant_runtime.telegram.callback_answers import StaleCallbackAnswers
 from tenant_runtime.telegram.retry_after import RetryAfterMiddleware
 from tenant_runtime.telegram.traffic import TrafficMeter
 
@@ -39,4 +40,5 @@ def build_session(api_base: str, *, limit: int) -> AiohttpSession:
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_base), limit=limit, timeout=CALL_TIMEOUT_SECONDS)
     session.middleware(TrafficMeter())  # counted once per call, before any retry
     session.middleware(RetryAfterMiddleware())
+    session.middleware(StaleCallbackAnswers())
     return session
