@@ -243,6 +243,13 @@ class Lifecycle:
                 if not retiring.done():
                     return False
             slot = self.slots.get(tid)
+            if slot is not None and slot.transition.locked():
+                # An activation in flight (its setWebhook on the way) must land before the next owner's.
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())), slot.transition:
+                        pass
+                except TimeoutError:
+                    return False
             while slot is not None and slot.state == State.ACTIVE and not slot.locked:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -292,7 +299,10 @@ class Lifecycle:
                     self._set_state(slot, State.STANDBY)
                     if self._holds(slot)():
                         await runtime.activate(self._holds(slot))
-                        self._set_state(slot, State.ACTIVE)
+                        if self._holds(slot)():
+                            self._set_state(slot, State.ACTIVE)
+                        else:
+                            await runtime.deactivate()  # the lock went while Telegram was answering
                 self._on_wanted_changed()
                 raise await runtime.failure
             except asyncio.CancelledError:

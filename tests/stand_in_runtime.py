@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from tenant_runtime.config import TenantConfig
@@ -20,6 +21,7 @@ class StandInRuntime:
         check: Callable[[], None] = lambda: None,
         hang_stop: float = 0,
         slow_check: float = 0,
+        slow_activate: float = 0,
     ) -> None:
         self.config = config
         self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
@@ -28,13 +30,20 @@ class StandInRuntime:
         self._check = check
         self._hang_stop = hang_stop
         self._slow_check = slow_check
+        self._slow_activate = slow_activate
+        self.landed: list[float] = []  # monotonic times activations took effect (a setWebhook at Telegram)
 
     async def check_token(self) -> None:
         await asyncio.sleep(self._slow_check)
         self._check()
 
     async def activate(self, still_held: Callable[[], bool]) -> None:
-        self.active = still_held()
+        """Checked before the side effect, as the real runtime does; the effect (a setWebhook) lands
+        `slow_activate` seconds later."""
+        if still_held():
+            await asyncio.sleep(self._slow_activate)
+            self.active = True
+            self.landed.append(time.monotonic())
 
     def retire(self) -> None:
         self.retired = True

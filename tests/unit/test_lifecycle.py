@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -145,6 +146,48 @@ async def test_quiesce_returns_once_the_handed_over_slot_has_stepped_down() -> N
     assert slow.slots[1].state == State.ACTIVE, "still stepping down when quiesce gave up"
     await life.stop_all(drain_timeout=1)
     await slow.stop_all(drain_timeout=3)
+
+
+async def test_a_hand_over_during_an_activation_waits_for_it_to_land_and_step_down() -> None:
+    """A slot part-way through its activation (the lock checked, its setWebhook on the way) is still in
+    standby. Unlocked then, the next owner's setWebhook could land first and this one after it: the
+    webhook would point at a process that no longer serves the bot. Invariant: once quiesce returns, this
+    process's runtime is not serving and does not start to."""
+    held = {1: 1001}
+    life = make(held, lambda c: StandInRuntime(c, slow_activate=0.5))
+    await life.apply(config())
+    await wait_until(lambda: life.slots[1].state == State.STANDBY, timeout=2, what="standby")
+    life.reconcile(held)  # the lock is taken: the slot steps up
+    await wait_until(lambda: life.slots[1].transition.locked(), timeout=2, what="the activation under way")
+    runtime = life.slots[1].runtime
+    assert isinstance(runtime, StandInRuntime) and life.slots[1].state == State.STANDBY
+    held.clear()
+    life.reconcile(held)  # handed over: the locker took it out of `held`
+    assert await life.quiesce([1], timeout=5)
+    handed_over_at = time.monotonic()
+    assert not runtime.active, "quiesce returned with this process serving"
+    await asyncio.sleep(0.8)  # past the activation's landing
+    assert all(at < handed_over_at for at in runtime.landed), "a setWebhook landed after the hand-over"
+    assert not runtime.active and life.slots[1].state != State.ACTIVE
+    await life.stop_all(drain_timeout=1)
+
+
+async def test_a_first_start_that_loses_the_lock_while_activating_does_not_call_itself_active() -> None:
+    """The first start activates at once when the lock is already held; the lock may go while Telegram
+    answers. Invariant: a slot is ACTIVE only while held, without waiting for the next beat's reconcile."""
+    held = {1: 1001}
+    life = make(held, lambda c: StandInRuntime(c, slow_check=0.3, slow_activate=0.5))
+    await life.apply(config())
+    life.reconcile(held)  # held before the token check ends: the start activates by itself
+    await wait_until(lambda: life.slots[1].transition.locked(), timeout=2, what="the activation under way")
+    held.clear()
+    life.slots[1].locked = False  # the lock went; no reconcile runs after this
+    runtime = life.slots[1].runtime
+    assert isinstance(runtime, StandInRuntime)
+    await wait_until(lambda: bool(runtime.landed), timeout=2, what="the activation landed")
+    await asyncio.sleep(0.3)
+    assert life.slots[1].state == State.STANDBY and not runtime.active, "active without the lock"
+    await life.stop_all(drain_timeout=1)
 
 
 async def test_a_hand_over_during_a_rebuild_waits_until_the_old_runtime_has_stopped() -> None:
