@@ -64,6 +64,8 @@ class Replica:
     process: SupervisorProcess | None = None
     incarnation: int = 0
     frozen: bool = False
+    thawed_at: float = float("-inf")
+    """Wall time of its last SIGCONT."""
     booting: bool = False
     """Spawned, /health not answering with its tenants yet (on a starved machine that can take a while)."""
 

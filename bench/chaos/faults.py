@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
@@ -133,6 +134,7 @@ class Faults:
         finally:
             replica.signal(signal.SIGCONT)
             replica.frozen = False
+            replica.thawed_at = time.time()
         self._step(event, "SIGCONT", touched=ALL, replica=replica.name)
 
     async def _pg_terminate(self, event: Event) -> None:

@@ -23,6 +23,7 @@ from bench.common import get_json
 from sandbox.telegram.model import ApiObservation
 
 WEBHOOK_FIGHT_S = 1.0
+FREEZE_WINDOW_S = 0.3  # after a SIGCONT, one event-loop turn of a starved process, with room
 RECENT_POLL_S = 3.0
 
 
@@ -42,8 +43,8 @@ class Conflict:
 
 @dataclass
 class _BotCalls:
-    polls: dict[int, tuple[ApiObservation, Caller]] = field(default_factory=dict)
-    """getUpdates in flight, by id() of the observation."""
+    polls: dict[int, tuple[ApiObservation, Caller, bool]] = field(default_factory=dict)
+    """getUpdates in flight, by id() of the observation; the flag: sent in a freeze window (below)."""
     last_poll_end: dict[str | None, float] = field(default_factory=dict)
     """Replica -> wall time its last getUpdates ended."""
     hooks: deque[tuple[Caller, float, str]] = field(default_factory=lambda: deque(maxlen=3))
@@ -58,6 +59,7 @@ class TelegramWatch:
         self.bots: dict[int, _BotCalls] = {}
         self.conflicts: list[Conflict] = []
         self.unattributed = 0
+        self.freeze_window_polls = 0  # two pollers where one was sent as its process resumed: the stated window
 
     def __call__(self, obs: ApiObservation) -> None:
         method = obs.method.lower()
@@ -75,10 +77,14 @@ class TelegramWatch:
             return
         caller = self._caller(obs.peer_port)
         if method == "getupdates":
-            for _, other in calls.polls.values():
+            in_window = self._just_resumed(caller, obs.started)
+            for _, other, other_in_window in calls.polls.values():
                 if other.replica != caller.replica and self._acting(other):
+                    if in_window or other_in_window:
+                        self.freeze_window_polls += 1
+                        continue
                     self._conflict(bot_id, "two pollers", f"{caller.replica} polled while {other.replica} polled")
-            calls.polls[id(obs)] = (obs, caller)
+            calls.polls[id(obs)] = (obs, caller, in_window)
             return
         # A fight is the webhook flipping back: X, then Y, then X again, each within WEBHOOK_FIGHT_S. One
         # hand-over (Y within a second of X) is not: the fair share moves a tenant that fast, and two
@@ -107,6 +113,14 @@ class TelegramWatch:
             return Caller(None, 0)
         return Caller(name, self.cluster.replicas[name].incarnation)
 
+    def _just_resumed(self, caller: Caller, at: float) -> bool:
+        """Sent within FREEZE_WINDOW_S of the caller's SIGCONT: a call that passed its lock check in the
+        instant before the freeze goes out as the process resumes (the check cannot be atomic with the
+        write; README, "what it does not guarantee"). A poll begun after waking is refused by the stall
+        rule within the same window (`tests/db/test_locks.py` guards that rule)."""
+        replica = self.cluster.replicas.get(caller.replica or "")
+        return replica is not None and 0 <= at - replica.thawed_at < FREEZE_WINDOW_S
+
     def _acting(self, caller: Caller) -> bool:
         """Still the same live, unfrozen process: a dead or frozen one's leftover request is no rival."""
         replica = self.cluster.replicas.get(caller.replica or "")
@@ -131,7 +145,7 @@ class TelegramWatch:
         calls = self.bots.get(bot_id)
         if calls is None:
             return False
-        if any(caller.replica == replica for _, caller in calls.polls.values()):
+        if any(caller.replica == replica for _, caller, _ in calls.polls.values()):
             return True
         return time.time() - calls.last_poll_end.get(replica, 0.0) < RECENT_POLL_S
 

@@ -133,6 +133,7 @@ async def _run(bench: Bench, stack: Stack, config: ChaosConfig) -> ChaosResult:
             "checks": monitor.ticks,
             "getupdates_409": watch.conflict_answers(),
             "unattributed_calls": watch.unattributed,
+            "polls_in_freeze_window": watch.freeze_window_polls,
             "error_notices": sum(u.counts(cluster)["notice"] for u in traffic.users),
             "wizards_aborted": sum(u.aborted for u in traffic.shoppers),
             "logs": str(stack.workdir),

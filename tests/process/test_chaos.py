@@ -18,7 +18,7 @@ import pytest
 
 from bench.chaos.cluster import Cluster, Replica, Tenant
 from bench.chaos.invariants import UNANSWERED_CHECKS, Monitor
-from bench.chaos.observe import ReplicaView, TelegramWatch
+from bench.chaos.observe import FREEZE_WINDOW_S, ReplicaView, TelegramWatch
 from bench.chaos.proxy import TelegramLink
 from bench.chaos.run import ChaosConfig, initial_modes, run_chaos
 from bench.chaos.schedule import Kind, plan
@@ -77,6 +77,34 @@ async def test_the_watch_sees_two_pollers_and_a_webhook_fight() -> None:
         cluster.replicas["r1"].frozen = True  # a frozen process's leftover poll is no rival
         watch(ApiObservation("42:x", "getUpdates", 1002, time.time()))
         assert watch.take_conflicts() == []
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+async def test_a_poll_sent_as_a_frozen_replica_resumes_is_the_stated_window_and_only_that() -> None:
+    """A call that passed its lock check in the instant before a freeze goes out on SIGCONT (seed 31):
+    the stated window. A poll later than FREEZE_WINDOW_S after waking is a rival like any other."""
+    cluster = Cluster(Stack("postgresql://unused", Path("/nonexistent")), run_id="t")
+    for name, port in (("r1", 1001), ("r3", 1003)):
+        link = TelegramLink(name, 1, cluster.link_owners)
+        cluster.replicas[name] = Replica(name, port, link, "t", process=None, incarnation=1)
+        cluster.link_owners[port] = name
+    proc = await asyncio.create_subprocess_exec("sleep", "30")
+    try:
+        from sandbox.stack import SupervisorProcess
+
+        for replica in cluster.replicas.values():
+            replica.process = SupervisorProcess(replica.name, replica.port, proc, Path("/dev/null"))
+        watch = TelegramWatch(cluster, time.monotonic)
+        watch(ApiObservation("42:x", "getUpdates", 1001, time.time()))  # r1, the new owner, polls
+        cluster.replicas["r3"].thawed_at = time.time()  # r3 resumes
+        watch(ApiObservation("42:x", "getUpdates", 1003, time.time()))  # r3's poll checked before the freeze
+        assert watch.take_conflicts() == [] and watch.freeze_window_polls == 1
+        cluster.replicas["r3"].thawed_at = time.time() - (FREEZE_WINDOW_S + 0.1)
+        watch(ApiObservation("43:x", "getUpdates", 1001, time.time()))
+        watch(ApiObservation("43:x", "getUpdates", 1003, time.time()))  # begun after waking: a rival
+        assert [c.kind for c in watch.take_conflicts()] == ["two pollers"]
     finally:
         proc.kill()
         await proc.wait()
