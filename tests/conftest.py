@@ -142,3 +142,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for kind in _KINDS:
             if kind in parts:
                 item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture
+async def blackhole() -> AsyncIterator[str]:
+    """An HTTP base URL on loopback that accepts connections and reads requests, and never answers:
+    a blackholed path."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        while await reader.read(65536):
+            pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        for writer in held:
+            writer.transport.abort()
+        server.close()

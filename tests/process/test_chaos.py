@@ -10,7 +10,9 @@ own parts, quickly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -50,19 +52,28 @@ def test_the_schedule_is_a_function_of_the_seed() -> None:
             assert 0 < event.at < 36 and event.at + event.hold < 36
 
 
-async def test_the_watch_sees_two_pollers_and_a_webhook_fight() -> None:
+@contextlib.asynccontextmanager
+async def _running(*replicas: tuple[str, int]) -> AsyncIterator[Cluster]:
+    """A cluster of these replicas (name, port), each "running": a request counts as a rival only from
+    a running process, so each is given one that never exits."""
+    from sandbox.stack import SupervisorProcess
+
     cluster = Cluster(Stack("postgresql://unused", Path("/nonexistent")), run_id="t")
-    for name, port in (("r1", 1001), ("r2", 1002)):
-        link = TelegramLink(name, 1, cluster.link_owners)
-        cluster.replicas[name] = Replica(name, port, link, "t", process=None, incarnation=1)
-        cluster.link_owners[port] = name
-    # A running process is needed for a request to count as a rival: fake one that never exits.
     proc = await asyncio.create_subprocess_exec("sleep", "30")
     try:
-        from sandbox.stack import SupervisorProcess
+        for name, port in replicas:
+            link = TelegramLink(name, 1, cluster.link_owners)
+            cluster.replicas[name] = Replica(name, port, link, "t", process=None, incarnation=1)
+            cluster.replicas[name].process = SupervisorProcess(name, port, proc, Path("/dev/null"))
+            cluster.link_owners[port] = name
+        yield cluster
+    finally:
+        proc.kill()
+        await proc.wait()
 
-        for replica in cluster.replicas.values():
-            replica.process = SupervisorProcess(replica.name, replica.port, proc, Path("/dev/null"))
+
+async def test_the_watch_sees_two_pollers_and_a_webhook_fight() -> None:
+    async with _running(("r1", 1001), ("r2", 1002)) as cluster:
         watch = TelegramWatch(cluster, time.monotonic)
         first = ApiObservation("42:x", "getUpdates", 1001, time.time())
         watch(first)
@@ -77,25 +88,12 @@ async def test_the_watch_sees_two_pollers_and_a_webhook_fight() -> None:
         cluster.replicas["r1"].frozen = True  # a frozen process's leftover poll is no rival
         watch(ApiObservation("42:x", "getUpdates", 1002, time.time()))
         assert watch.take_conflicts() == []
-    finally:
-        proc.kill()
-        await proc.wait()
 
 
 async def test_a_poll_sent_as_a_frozen_replica_resumes_is_the_stated_window_and_only_that() -> None:
     """A call that passed its lock check in the instant before a freeze goes out on SIGCONT (seed 31):
     the stated window. A poll later than FREEZE_WINDOW_S after waking is a rival like any other."""
-    cluster = Cluster(Stack("postgresql://unused", Path("/nonexistent")), run_id="t")
-    for name, port in (("r1", 1001), ("r3", 1003)):
-        link = TelegramLink(name, 1, cluster.link_owners)
-        cluster.replicas[name] = Replica(name, port, link, "t", process=None, incarnation=1)
-        cluster.link_owners[port] = name
-    proc = await asyncio.create_subprocess_exec("sleep", "30")
-    try:
-        from sandbox.stack import SupervisorProcess
-
-        for replica in cluster.replicas.values():
-            replica.process = SupervisorProcess(replica.name, replica.port, proc, Path("/dev/null"))
+    async with _running(("r1", 1001), ("r3", 1003)) as cluster:
         watch = TelegramWatch(cluster, time.monotonic)
         watch(ApiObservation("42:x", "getUpdates", 1001, time.time()))  # r1, the new owner, polls
         cluster.replicas["r3"].thawed_at = time.time()  # r3 resumes
@@ -105,9 +103,6 @@ async def test_a_poll_sent_as_a_frozen_replica_resumes_is_the_stated_window_and_
         watch(ApiObservation("43:x", "getUpdates", 1001, time.time()))
         watch(ApiObservation("43:x", "getUpdates", 1003, time.time()))  # begun after waking: a rival
         assert [c.kind for c in watch.take_conflicts()] == ["two pollers"]
-    finally:
-        proc.kill()
-        await proc.wait()
 
 
 def test_a_replica_that_misses_a_check_is_judged_on_its_last_answer_for_a_while() -> None:

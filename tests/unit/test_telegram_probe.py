@@ -7,7 +7,6 @@ failure, any answer (a 429, a 401) as an answer, and nothing the server sends es
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import time
@@ -37,34 +36,15 @@ async def _serve(handler: Callable[[web.Request], Awaitable[web.Response]]) -> A
         await runner.cleanup()
 
 
-@pytest.fixture
-async def dark_server() -> AsyncIterator[str]:
-    """Accepts connections and reads requests, never answers: a blackholed path."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-        while await reader.read(65536):
-            pass
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        for writer in held:
-            writer.transport.abort()
-        server.close()
-
-
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-async def test_a_question_left_unanswered_makes_the_process_unable(dark_server: str) -> None:
+async def test_a_question_left_unanswered_makes_the_process_unable(blackhole: str) -> None:
     reach = Reachability()
-    probe = TelegramProbe(dark_server, reach, stalled_since=lambda _since: False)
+    probe = TelegramProbe(blackhole, reach, stalled_since=lambda _since: False)
     try:
         started = time.monotonic()
         await probe.ask(TOKEN)
@@ -74,9 +54,9 @@ async def test_a_question_left_unanswered_makes_the_process_unable(dark_server: 
         await probe.close()
 
 
-async def test_a_loop_that_stood_still_gives_no_verdict(dark_server: str) -> None:
+async def test_a_loop_that_stood_still_gives_no_verdict(blackhole: str) -> None:
     reach = Reachability()
-    probe = TelegramProbe(dark_server, reach, stalled_since=lambda _since: True)
+    probe = TelegramProbe(blackhole, reach, stalled_since=lambda _since: True)
     try:
         await probe.ask(TOKEN)
         assert reach.reachable  # one failure counted, no verdict

@@ -10,7 +10,6 @@ import gc
 import inspect
 import time
 import weakref
-from collections.abc import AsyncIterator
 
 import pytest
 from aiogram import Bot
@@ -32,23 +31,6 @@ async def test_response_classes_survive_a_full_collection() -> None:
             assert ref() is not None, kind
     finally:
         await session.close()
-
-
-@pytest.fixture
-async def blackhole() -> AsyncIterator[str]:
-    """Accepts connections and reads requests, never answers."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-        while await reader.read(65536):
-            pass
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    for writer in held:
-        writer.transport.abort()
-    server.close()
 
 
 async def test_an_unanswered_call_fails_before_telegram_stops_waiting_for_the_webhook(blackhole: str) -> None:
