@@ -159,9 +159,11 @@ class BackgroundLoops:
         telegram, probe, lifecycle = self.parts.telegram, self.parts.probe, self.parts.lifecycle
         if telegram is None or probe is None or lifecycle is None or telegram.quiet_for() < QUIET_SECONDS:
             return
-        # A bot that is serving or ready to (not one in backoff for its own reasons) asks on the process's behalf.
-        slots = sorted(lifecycle.slots.values(), key=lambda s: s.state not in (State.STANDBY, State.ACTIVE))
-        runtime = next((s.runtime for s in slots if s.runtime is not None), None)
+        # A bot that is serving or ready to (not one in backoff for its own reasons) asks on the process's
+        # behalf. No sort of every slot: this runs every few seconds on an idle process of 10,000 tenants.
+        slots = lifecycle.slots.values()
+        ready = (s.runtime for s in slots if s.runtime is not None and s.state in (State.STANDBY, State.ACTIVE))
+        runtime = next(ready, None) or next((s.runtime for s in slots if s.runtime is not None), None)
         if runtime is not None:
             await probe.ask(runtime.bot.token)
 

@@ -93,25 +93,28 @@ def _excused(n: int) -> str:
     return f" ({n} excused)" if n else ""
 
 
+# Counts that add up over the runs; the worst reconvergence is a maximum.
+_SUMMED = (
+    "events",
+    "violations",
+    "messages",
+    "replies",
+    "duplicates",
+    "duplicates_known_window",
+    "lost",
+    "generations",
+    "outcomes",
+    "outcome_duplicates",
+    "outcome_duplicates_known_window",
+    "outcomes_lost",
+    "ledger_reconciled",
+)
+
+
 def totals(runs: list[SeedRun]) -> dict[str, object]:
-    return {
-        "seeds": len(runs),
-        "passed": sum(r.passed for r in runs),
-        "events": sum(r.events for r in runs),
-        "violations": sum(r.violations for r in runs),
-        "worst_reconverge_s": max((r.worst_reconverge_s for r in runs), default=0.0),
-        "messages": sum(r.messages for r in runs),
-        "replies": sum(r.replies for r in runs),
-        "duplicates": sum(r.duplicates for r in runs),
-        "duplicates_known_window": sum(r.duplicates_known_window for r in runs),
-        "lost": sum(r.lost for r in runs),
-        "generations": sum(r.generations for r in runs),
-        "outcomes": sum(r.outcomes for r in runs),
-        "outcome_duplicates": sum(r.outcome_duplicates for r in runs),
-        "outcome_duplicates_known_window": sum(r.outcome_duplicates_known_window for r in runs),
-        "outcomes_lost": sum(r.outcomes_lost for r in runs),
-        "ledger_reconciled": sum(r.ledger_reconciled for r in runs),
-    }
+    summed = {name: sum(getattr(r, name) for r in runs) for name in _SUMMED}
+    worst = max((r.worst_reconverge_s for r in runs), default=0.0)
+    return {"seeds": len(runs), "passed": sum(r.passed for r in runs), **summed, "worst_reconverge_s": worst}
 
 
 def main(argv: list[str] | None = None) -> int:
