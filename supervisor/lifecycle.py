@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import aiohttp
@@ -60,6 +61,8 @@ class Slot:
     last_error: str | None = None
     transition: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+
+_STATE_OF = attrgetter("state")
 
 RuntimeBuilder = Callable[[TenantConfig], TenantRuntime]
 MarkInvalid = Callable[[int, str, int], Awaitable[None]]  # (tenant id, reason, config version)
@@ -377,10 +380,8 @@ class Lifecycle:
         return task
 
     def counts(self) -> dict[str, int]:
-        result: dict[str, int] = {}
-        for slot in self.slots.values():
-            result[slot.state.value] = result.get(slot.state.value, 0) + 1
-        return result
+        # Counted by State, named once per state: /health asks often, and 10,000 `.value` reads cost more.
+        return {state.value: n for state, n in Counter(map(_STATE_OF, self.slots.values())).items()}
 
     async def stop_all(self, drain_timeout: float) -> None:
         runtimes = [s.runtime for s in self.slots.values() if s.runtime is not None]

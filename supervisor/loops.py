@@ -21,7 +21,7 @@ from supervisor.lifecycle import Lifecycle
 from supervisor.listener import TenantListener
 from supervisor.locks import Locker
 from supervisor.onboarding import build_platform_bot
-from supervisor.publish import PUBLISH_SECONDS, RuntimePublisher, slot_reports
+from supervisor.publish import PUBLISH_SECONDS, RuntimePublisher, SlotReports
 from supervisor.slot_state import State
 from supervisor.tenants import TenantError, TenantStore
 from tenant_runtime.billing.refunds import RefundSettler
@@ -79,7 +79,7 @@ class BackgroundLoops:
         listener = self._listener(dsn, store, lifecycle, locker)
         poller = JobPoller(services.jobs, lease=services.lease)
         refunds = RefundSettler(pool, services.ledger, settle_after=settings.refund_settle_after_seconds)
-        publisher = RuntimePublisher(pool, self.identity, lambda: slot_reports(lifecycle))
+        publisher = RuntimePublisher(pool, self.identity, SlotReports(lifecycle))
         alerts = AlertService.build(
             settings,
             pool,
