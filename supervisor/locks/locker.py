@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -262,11 +263,10 @@ class Locker:
         now = time.monotonic()
         self._sticky = {tid: t for tid, t in self._sticky.items() if now - t < _STICKY_SECONDS and tid in self.held}
         # Excess goes only to peers with room for it that beat just now (so are not frozen since), highest
-        # keys first, never what was just taken up.
+        # keys first (nlargest: at rest nothing moves and nothing is sorted), never what was just taken up.
         peer_room = sum(max(0, min(share, p.able) - p.held) for p in peers if p.able > 0 and p.recent)
         excess_n = min(max(0, len(keep) - share), peer_room, RELEASE_PER_BEAT)
-        movable = sorted((tid for tid in keep if tid not in self._sticky), key=lambda tid: -self.held[tid])
-        handed_over = movable[:excess_n]
+        handed_over = heapq.nlargest(excess_n, (t for t in keep if t not in self._sticky), key=self.held.__getitem__)
         to_release = gone | set(handed_over)
         if not to_release:
             return to_release
