@@ -17,7 +17,7 @@ from shared.periodic import periodic, supervise
 from shared.settings import Settings
 from supervisor.alerts.service import AlertService
 from supervisor.compose import Parts
-from supervisor.lifecycle import Lifecycle
+from supervisor.lifecycle import Lifecycle, Slot
 from supervisor.listener import TenantListener
 from supervisor.locks import Locker
 from supervisor.onboarding import build_platform_bot
@@ -89,7 +89,7 @@ class BackgroundLoops:
             self.database_ok,
             lambda: self.parts.telegram is None or self.parts.telegram.reachable,
         )
-        broadcasts = BroadcastSender(pool, self.identity, lambda tenant_id: tenant_id in self.active_runtimes())
+        broadcasts = BroadcastSender(pool, self.identity, self.active_runtime)
         return {
             "locker": supervise("locker", locker.run, finished=lambda: locker.stopping),
             "listener": supervise("listener", listener.run),
@@ -102,7 +102,7 @@ class BackgroundLoops:
             "inbox-reclaim": periodic("inbox-reclaim", INBOX_RECLAIM_SECONDS, lambda: self._reclaim(services)),
             "telegram-probe": periodic("telegram-probe", TELEGRAM_PROBE_SECONDS, self._probe_telegram),
             "housekeeping": periodic("housekeeping", 30, lambda: _housekeep(services)),
-            "broadcasts": periodic("broadcasts", BROADCAST_TICK_S, lambda: broadcasts.tick(self.active_runtimes())),
+            "broadcasts": periodic("broadcasts", BROADCAST_TICK_S, broadcasts.tick),
             "runtime-publisher": periodic("runtime-publisher", PUBLISH_SECONDS, publisher.publish_once),
             "alerts": periodic("alerts", settings.alert_interval_seconds, alerts.tick),
         }
@@ -136,10 +136,14 @@ class BackgroundLoops:
         if lifecycle is None:
             return {}
         return {
-            tid: slot.runtime
-            for tid, slot in lifecycle.slots.items()
-            if slot.state == State.ACTIVE and slot.locked and slot.runtime is not None
+            tid: slot.runtime for tid, slot in lifecycle.slots.items() if _serving(slot) and slot.runtime is not None
         }
+
+    def active_runtime(self, tenant_id: int) -> TenantRuntime | None:
+        """One tenant's runtime if this process owns its singleton work right now (no map of every slot)."""
+        lifecycle = self.parts.lifecycle
+        slot = lifecycle.slots.get(tenant_id) if lifecycle is not None else None
+        return slot.runtime if slot is not None and _serving(slot) else None
 
     async def _renew_leases(self, services: Services) -> None:
         lifecycle = self.parts.lifecycle
@@ -187,6 +191,10 @@ class BackgroundLoops:
         await pool.execute("DELETE FROM instances WHERE heartbeat_at < now() - interval '1 hour'")
         metrics.DB_POOL_SIZE.set(pool.get_size())
         metrics.DB_POOL_IDLE.set(pool.get_idle_size())
+
+
+def _serving(slot: Slot) -> bool:
+    return slot.state == State.ACTIVE and slot.locked
 
 
 async def _housekeep(services: Services) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -58,24 +58,27 @@ class _Sent:
 
 
 class BroadcastSender:
-    def __init__(self, pool: asyncpg.Pool, instance: str, still_held: Callable[[int], bool]) -> None:
+    def __init__(self, pool: asyncpg.Pool, instance: str, serving: Callable[[int], TenantHandle | None]) -> None:
         self._pool = pool
         self._instance = instance
-        self._still_held = still_held
+        self._serving = serving  # the tenant's handle while this process serves it, else None
         self._pacer = BulkPacer()
         self._batches: dict[int, asyncio.Task[None]] = {}  # tenant id -> its running batch
         self._waiting_until: dict[int, float] = {}  # tenant id -> monotonic time (Telegram's 429)
         self._progress_at: dict[int, float] = {}  # broadcast id -> monotonic time of its last edit
 
-    async def tick(self, held: Mapping[int, TenantHandle]) -> None:
-        if not held:
-            return
+    async def tick(self) -> None:
+        # Every tenant's open broadcasts (a few at any time; none at rest), then those this process serves:
+        # no list of every held tenant sent to Postgres twice a second.
         now = time.monotonic()
-        for broadcast in await store.open_for(self._pool, list(held)):
+        for broadcast in await store.open_broadcasts(self._pool):
             tenant_id = broadcast.tenant_id
             if tenant_id in self._batches or self._waiting_until.get(tenant_id, 0.0) > now:
                 continue
-            task = asyncio.create_task(self._batch(held[tenant_id], broadcast))
+            tenant = self._serving(tenant_id)
+            if tenant is None:
+                continue
+            task = asyncio.create_task(self._batch(tenant, broadcast))
             self._batches[tenant_id] = task
             task.add_done_callback(functools.partial(self._finished, tenant_id))
 
@@ -91,7 +94,7 @@ class BroadcastSender:
             log.warning("broadcast claims of a stopped sender left unsent", broadcast=broadcast.id, count=orphans)
         deadline = time.monotonic() + BATCH_S
         while broadcast.status is BroadcastStatus.RUNNING and time.monotonic() < deadline:
-            if not self._still_held(tenant_id):
+            if self._serving(tenant_id) is None:
                 return  # another process holds the tenant now; it carries on from the next recipient
             await self._pacer.turn(bot.id)
             claimed = await store.claim(self._pool, broadcast.id, self._instance)

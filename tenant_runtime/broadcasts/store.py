@@ -36,6 +36,7 @@ __all__ = [
     "create",
     "finish_if_done",
     "get",
+    "open_broadcasts",
     "open_for",
     "progress",
     "recent",
@@ -153,6 +154,12 @@ class _Empty(Exception):
 async def get(pool: asyncpg.Pool, tenant_id: int, broadcast_id: int) -> Broadcast | None:
     row = await pool.fetchrow("SELECT * FROM broadcasts WHERE id = $1 AND tenant_id = $2", broadcast_id, tenant_id)
     return None if row is None else Broadcast.from_row(row)
+
+
+async def open_broadcasts(pool: asyncpg.Pool) -> list[Broadcast]:
+    """Every tenant's running and paused broadcasts (one per tenant at most; read by its partial index)."""
+    rows = await pool.fetch("SELECT * FROM broadcasts WHERE status = ANY($1::text[])", list(OPEN))
+    return [Broadcast.from_row(r) for r in rows]
 
 
 async def open_for(pool: asyncpg.Pool, tenant_ids: list[int]) -> list[Broadcast]:

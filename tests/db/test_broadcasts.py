@@ -167,12 +167,14 @@ async def test_pause_resume_cancel_are_guarded_and_audited(pool: asyncpg.Pool) -
     paused = await store.set_status(pool, tenant, bid, BroadcastStatus.PAUSED, ADMIN)
     assert paused is not None and paused.status is BroadcastStatus.PAUSED
     assert await store.claim(pool, bid, "tests") is None, "a paused broadcast sends nothing"
+    assert bid in {b.id for b in await store.open_broadcasts(pool)}, "a paused broadcast is still open"
     assert await store.set_status(pool, tenant, bid, BroadcastStatus.PAUSED, ADMIN) is None
     assert await store.set_status(pool, tenant, bid, BroadcastStatus.RUNNING, ADMIN) is not None
     assert await store.claim(pool, bid, "tests") is not None
     cancelled = await store.set_status(pool, tenant, bid, BroadcastStatus.CANCELLED, ADMIN)
     assert cancelled is not None and cancelled.finished_at is not None
     assert await store.claim(pool, bid, "tests") is None
+    assert bid not in {b.id for b in await store.open_broadcasts(pool)}, "a cancelled broadcast is closed"
     assert await store.set_status(pool, tenant, bid, BroadcastStatus.RUNNING, ADMIN) is None, "cancelled stays"
     actions = [e.action for e in await recent(pool, tenant)]
     assert actions == [
