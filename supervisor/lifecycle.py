@@ -42,6 +42,10 @@ QUARANTINE_SECONDS = 600.0
 STOP_DRAIN_SECONDS = 3.0
 # Every handler's own calls time out well before this: the bot's mapping is dropped by then at the latest.
 UNMAP_AFTER_SECONDS = 120.0
+# Step-ups under way at once. 10,000 locks taken in one beat started 10,000 activations in one turn of
+# the event loop, each setting up its Telegram request before the loop could answer anything else
+# (/health stalled for seconds); the shared session sends at most its connection limit at once anyway.
+ACTIVATIONS_AT_ONCE = 100
 
 
 @dataclass
@@ -98,6 +102,7 @@ class Lifecycle:
         self._recent_crashes: deque[tuple[float, int]] = deque(maxlen=4096)
         self._background: set[asyncio.Task[None]] = set()
         self._retiring: dict[int, asyncio.Task[None]] = {}  # tenant id -> its old slot stopping for a rebuild
+        self._activations = asyncio.Semaphore(ACTIVATIONS_AT_ONCE)
 
     # --- registry sync ---------------------------------------------------------------------------
 
@@ -267,7 +272,9 @@ class Lifecycle:
         return lambda: slot.locked and self._is_held(slot.config.id, slot.config.lock_key)
 
     async def _step_up(self, slot: Slot) -> None:
-        async with slot.transition:
+        # Waiting for a turn holds nothing: a hand-over meanwhile finds the slot idle, and the checks
+        # below see that the lock went.
+        async with self._activations, slot.transition:
             runtime = slot.runtime
             if runtime is None or not slot.locked or slot.state != State.STANDBY:
                 return

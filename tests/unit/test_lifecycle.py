@@ -302,3 +302,31 @@ async def test_an_update_in_hand_longer_than_the_drain_keeps_its_conversation_st
     await wait_until(lambda: not life._background, timeout=2, what="the stopped slot's bookkeeping")
     assert life.tenant_by_bot == mapped_after
     await life.stop_all(drain_timeout=1)
+
+
+async def test_step_ups_run_a_bounded_number_at_once_and_all_land(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of locks taken in one beat must not start thousands of activations in one turn of the
+    event loop (each sets up a Telegram request; /health stalled for seconds at 10,000 tenants)."""
+    monkeypatch.setattr(lifecycle_module, "ACTIVATIONS_AT_ONCE", 4)
+    running = most = 0
+
+    class Counted(StandInRuntime):
+        async def activate(self, still_held: Callable[[], bool]) -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            try:
+                await super().activate(still_held)
+            finally:
+                running -= 1
+
+    held: dict[int, int] = {}
+    life = make(held, lambda c: Counted(c, slow_activate=0.02))
+    for tid in range(1, 31):
+        await life.apply(config(tid, token=f"{tid}:aaa"))
+    await wait_until(lambda: life.counts() == {"standby": 30}, timeout=5, what="30 slots in standby")
+    held.update({tid: 1000 + tid for tid in range(1, 31)})
+    life.reconcile(held)
+    await wait_until(lambda: life.counts() == {"active": 30}, timeout=5, what="every slot active")
+    assert most == 4, f"{most} activations ran at once"
+    await life.stop_all(drain_timeout=1)
