@@ -22,6 +22,7 @@ from supervisor.listener import TenantListener
 from supervisor.locks import Locker
 from supervisor.onboarding import build_platform_bot
 from supervisor.publish import PUBLISH_SECONDS, RuntimePublisher, SlotReports
+from supervisor.resync import resync
 from supervisor.slot_state import State
 from supervisor.tenants import TenantError, TenantStore
 from tenant_runtime.billing.refunds import RefundSettler
@@ -110,8 +111,8 @@ class BackgroundLoops:
     def _listener(self, dsn: str, store: TenantStore, lifecycle: Lifecycle, locker: Locker) -> TenantListener:
         """Hot reload: a NOTIFY applies one tenant's change, a periodic resync catches any missed."""
 
-        async def resync() -> None:
-            await lifecycle.sync(await store.all())
+        async def resynced() -> None:
+            await resync(store, lifecycle)
             locker.poke()
 
         async def changed(tenant_id: int) -> None:
@@ -127,7 +128,7 @@ class BackgroundLoops:
             locker.poke()
 
         return TenantListener(
-            dsn, self.identity, resync, changed, resync_interval=self.settings.resync_interval_seconds
+            dsn, self.identity, resynced, changed, resync_interval=self.settings.resync_interval_seconds
         )
 
     def active_runtimes(self) -> dict[int, TenantRuntime]:

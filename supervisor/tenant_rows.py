@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -15,7 +16,7 @@ from tenant_runtime.config import TenantConfig, TenantStatus
 from tenant_runtime.limits.shop_limits import ShopLimits
 from tenant_runtime.shop_profile import ShopProfile
 
-__all__ = ["SECRET_COLUMNS", "Decrypt", "config_from_row", "describe"]
+__all__ = ["SECRET_COLUMNS", "Decrypt", "TenantHead", "config_from_row", "describe"]
 
 SECRET_COLUMNS = (
     "bot_token_enc",
@@ -27,6 +28,15 @@ SECRET_COLUMNS = (
 
 # (tenant id, column name without "_enc", ciphertext or None) -> plaintext or None
 Decrypt = Callable[[int, str, str | None], str | None]
+
+
+@dataclass(frozen=True)
+class TenantHead:
+    """What says whether a running slot is out of date: every change an operator or owner makes bumps
+    `config_version`, except a status set by the process itself (a token Telegram rejected)."""
+
+    config_version: int
+    status: TenantStatus
 
 
 def config_from_row(row: asyncpg.Record, decrypt: Decrypt) -> TenantConfig:

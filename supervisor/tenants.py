@@ -15,7 +15,7 @@ from shared.ids import webhook_secret
 from shared.logs import get_logger
 from shared.redact import REDACTOR
 from supervisor.tenant_changes import NewTenant, TenantChanges, TenantError, merged_texts
-from supervisor.tenant_rows import SECRET_COLUMNS, config_from_row, describe
+from supervisor.tenant_rows import SECRET_COLUMNS, TenantHead, config_from_row, describe
 from tenant_runtime.config import TenantConfig, TenantStatus
 
 # The requests and the row mapping live in their own modules; callers import them from here too.
@@ -262,6 +262,23 @@ class TenantStore:
         """Every tenant that can be decrypted; one broken row is logged, never fatal for the others."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch("SELECT * FROM tenants ORDER BY slug")
+        return await self._configs(rows)
+
+    async def by_ids(self, tenant_ids: list[int]) -> list[TenantConfig]:
+        """These tenants (those that still exist and can be decrypted), in slug order."""
+        if not tenant_ids:
+            return []
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT * FROM tenants WHERE id = ANY($1::bigint[]) ORDER BY slug", tenant_ids)
+        return await self._configs(rows)
+
+    async def heads(self) -> dict[int, TenantHead]:
+        """Every tenant's version and status, nothing decrypted: what a resync compares its slots with."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT id, config_version, status FROM tenants")
+        return {r["id"]: TenantHead(r["config_version"], TenantStatus(r["status"])) for r in rows}
+
+    async def _configs(self, rows: list[asyncpg.Record]) -> list[TenantConfig]:
         configs = []
         for i, row in enumerate(rows, start=1):
             try:
