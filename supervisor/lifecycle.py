@@ -42,9 +42,8 @@ QUARANTINE_SECONDS = 600.0
 STOP_DRAIN_SECONDS = 3.0
 # Every handler's own calls time out well before this: the bot's mapping is dropped by then at the latest.
 UNMAP_AFTER_SECONDS = 120.0
-# Step-ups under way at once. 10,000 locks taken in one beat started 10,000 activations in one turn of
-# the event loop, each setting up its Telegram request before the loop could answer anything else
-# (/health stalled for seconds); the shared session sends at most its connection limit at once anyway.
+# Step-ups under way at once: 10,000 locks taken in one beat started 10,000 activations in one turn of the
+# loop (/health stalled for seconds); the shared session sends at most its connection limit at once anyway.
 ACTIVATIONS_AT_ONCE = 100
 
 
@@ -67,7 +66,7 @@ class Slot:
 
 
 _STATE_OF = attrgetter("state")
-
+_WANTING = (State.STANDBY, State.ACTIVE)  # a slot in these states wants its tenant's lock
 RuntimeBuilder = Callable[[TenantConfig], TenantRuntime]
 MarkInvalid = Callable[[int, str, int], Awaitable[None]]  # (tenant id, reason, config version)
 IsHeld = Callable[[int, int], bool]  # (tenant id, lock key) -> this process holds it right now
@@ -208,17 +207,20 @@ class Lifecycle:
 
     # --- locks -------------------------------------------------------------------------------------
 
+    # These three run over every slot on every lock beat: states as locals, compared by identity (3x faster).
     def settling(self) -> bool:
         """Some tenant is still on its first start (boot, or just added): not yet ready to take a handover."""
-        return any(slot.state == State.STARTING and slot.restart_count == 0 for slot in self.slots.values())
+        starting = State.STARTING
+        return any(slot.state is starting and slot.restart_count == 0 for slot in self.slots.values())
 
     def wanted_locks(self) -> dict[int, int]:
         if not self._able():
             return {}  # this process cannot reach Telegram: it serves nobody until it can again
+        starting = State.STARTING
         return {
             tid: slot.config.lock_key
             for tid, slot in self.slots.items()
-            if slot.state in (State.STANDBY, State.ACTIVE) or (slot.keeps_lock and slot.state == State.STARTING)
+            if slot.state in _WANTING or (slot.keeps_lock and slot.state is starting)
         }
 
     def reconcile(self, held: Mapping[int, int]) -> None:
@@ -228,16 +230,17 @@ class Lifecycle:
         held steps down, whatever happened in between (a slot rebuilt after a token change, a lost
         notification). The transitions run as tasks: the locker must never wait for Telegram.
         """
+        standby, active = State.STANDBY, State.ACTIVE
         for tid, slot in self.slots.items():
             locked = held.get(tid) == slot.config.lock_key
-            if locked != slot.locked:
+            if locked is not slot.locked:
                 slot.locked = locked
                 metrics.LOCK_HELD.labels(slot.config.slug).set(int(locked))
             if slot.pending is not None and not slot.pending.done():
                 continue
-            if locked and slot.state == State.STANDBY:
+            if locked and slot.state is standby:
                 slot.pending = self._spawn(self._step_up(slot))
-            elif not locked and slot.state == State.ACTIVE:
+            elif not locked and slot.state is active:
                 slot.pending = self._spawn(self._step_down(slot))
 
     async def quiesce(self, tenant_ids: list[int], timeout: float) -> bool:

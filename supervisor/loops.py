@@ -17,7 +17,7 @@ from shared.periodic import periodic, supervise
 from shared.settings import Settings
 from supervisor.alerts.service import AlertService
 from supervisor.compose import Parts
-from supervisor.lifecycle import Lifecycle, Slot
+from supervisor.lifecycle import Lifecycle
 from supervisor.listener import TenantListener
 from supervisor.locks import Locker
 from supervisor.onboarding import build_platform_bot
@@ -136,15 +136,18 @@ class BackgroundLoops:
         lifecycle = self.parts.lifecycle
         if lifecycle is None:
             return {}
+        active = State.ACTIVE  # a local, compared by identity: this runs over every slot every second
         return {
-            tid: slot.runtime for tid, slot in lifecycle.slots.items() if _serving(slot) and slot.runtime is not None
+            tid: slot.runtime
+            for tid, slot in lifecycle.slots.items()
+            if slot.state is active and slot.locked and slot.runtime is not None
         }
 
     def active_runtime(self, tenant_id: int) -> TenantRuntime | None:
         """One tenant's runtime if this process owns its singleton work right now (no map of every slot)."""
         lifecycle = self.parts.lifecycle
         slot = lifecycle.slots.get(tenant_id) if lifecycle is not None else None
-        return slot.runtime if slot is not None and _serving(slot) else None
+        return slot.runtime if slot is not None and slot.state is State.ACTIVE and slot.locked else None
 
     async def _renew_leases(self, services: Services) -> None:
         lifecycle = self.parts.lifecycle
@@ -192,10 +195,6 @@ class BackgroundLoops:
         await pool.execute("DELETE FROM instances WHERE heartbeat_at < now() - interval '1 hour'")
         metrics.DB_POOL_SIZE.set(pool.get_size())
         metrics.DB_POOL_IDLE.set(pool.get_idle_size())
-
-
-def _serving(slot: Slot) -> bool:
-    return slot.state == State.ACTIVE and slot.locked
 
 
 async def _housekeep(services: Services) -> None:

@@ -276,7 +276,8 @@ class TenantStore:
         """Every tenant's version and status, nothing decrypted: what a resync compares its slots with."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch("SELECT id, config_version, status FROM tenants")
-        return {r["id"]: TenantHead(r["config_version"], TenantStatus(r["status"])) for r in rows}
+        status = {s.value: s for s in TenantStatus}  # a dict lookup, not an Enum call per row
+        return {r["id"]: TenantHead(r["config_version"], status[r["status"]]) for r in rows}
 
     async def _configs(self, rows: list[asyncpg.Record]) -> list[TenantConfig]:
         configs = []
