@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -105,9 +105,9 @@ class Lifecycle:
 
     # --- registry sync ---------------------------------------------------------------------------
 
-    async def sync(self, configs: list[TenantConfig]) -> None:
-        """Make the running set match the registry: start, restart, reconfigure or stop tenants."""
-        seen = {c.id for c in configs}
+    async def sync(self, configs: list[TenantConfig], present: Collection[int] | None = None) -> None:
+        """Apply `configs`; stop tenants not in `present` (default: their ids; a resync: every tenant's id)."""
+        seen = {c.id for c in configs} if present is None else present
         for tid in [t for t in self.slots if t not in seen]:
             await self.stop_tenant(tid)
         for i, config in enumerate(configs):

@@ -7,27 +7,18 @@ decrypted every tenant's five secrets every minute (50,000 at 10,000 tenants) to
 
 from __future__ import annotations
 
-import asyncio
-
 from supervisor.lifecycle import Lifecycle, Slot
 from supervisor.tenant_rows import TenantHead
 from supervisor.tenants import TenantStore
 
 __all__ = ["resync"]
 
-_YIELD_EVERY = 50  # tenants applied between two turns of the event loop
-
 
 async def resync(store: TenantStore, lifecycle: Lifecycle) -> int:
     """Stop the slots of removed tenants, apply the tenants whose head changed; returns how many loaded."""
     heads = await store.heads()
-    for tid in [t for t in lifecycle.slots if t not in heads]:
-        await lifecycle.stop_tenant(tid)
     stale = [tid for tid, head in heads.items() if _out_of_date(lifecycle.slots.get(tid), head)]
-    for i, config in enumerate(await store.by_ids(stale), start=1):
-        await lifecycle.apply(config)
-        if i % _YIELD_EVERY == 0:
-            await asyncio.sleep(0)
+    await lifecycle.sync(await store.by_ids(stale), present=heads)
     return len(stale)
 
 
