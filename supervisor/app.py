@@ -187,7 +187,7 @@ class Supervisor:
         )
 
     def health(self) -> dict[str, object]:
-        counts = self._parts.lifecycle.counts() if self._parts.lifecycle else {}
+        counts = dict(self._parts.lifecycle.counts()) if self._parts.lifecycle else {}
         locker = self._parts.locker
         now = time.monotonic()
         loops_failing = sorted(name for name, loop in LOOPS.items() if loop.stale(now))

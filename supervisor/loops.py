@@ -6,7 +6,7 @@ platform bot. Work that only the lock holder may do runs for `active_runtimes()`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import asyncpg
@@ -131,17 +131,10 @@ class BackgroundLoops:
             dsn, self.identity, resynced, changed, resync_interval=self.settings.resync_interval_seconds
         )
 
-    def active_runtimes(self) -> dict[int, TenantRuntime]:
+    def active_runtimes(self) -> Mapping[int, TenantRuntime]:
         """Runtimes whose singleton work (job polling, resuming, refunds) this process owns right now."""
         lifecycle = self.parts.lifecycle
-        if lifecycle is None:
-            return {}
-        active = State.ACTIVE  # a local, compared by identity: this runs over every slot every second
-        return {
-            tid: slot.runtime
-            for tid, slot in lifecycle.slots.items()
-            if slot.state is active and slot.locked and slot.runtime is not None
-        }
+        return lifecycle.active() if lifecycle is not None else {}
 
     def active_runtime(self, tenant_id: int) -> TenantRuntime | None:
         """One tenant's runtime if this process owns its singleton work right now (no map of every slot)."""

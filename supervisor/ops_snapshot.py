@@ -14,7 +14,8 @@ import asyncpg
 from shared.logs import get_logger
 from shared.redact import REDACTOR
 from supervisor import __version__
-from supervisor.lifecycle import Lifecycle, Slot
+from supervisor.lifecycle import Lifecycle
+from supervisor.slot import Slot
 
 __all__ = ["InstanceStatus", "LockInfo", "Snapshot", "TenantStatus", "read_snapshot"]
 

@@ -49,8 +49,13 @@ class SlotReports:
     def __init__(self, lifecycle: Lifecycle) -> None:
         self._lifecycle = lifecycle
         self._last: dict[int, SlotReport] = {}
+        self._version: int | None = None  # the lifecycle's version `_last` was built at
 
     def __call__(self) -> dict[int, SlotReport]:
+        """The same mapping as last time while no slot changed (a state and its error change together)."""
+        if self._version == self._lifecycle.version:
+            return self._last
+        self._version = self._lifecycle.version
         last, current = self._last, {}
         for tid, slot in self._lifecycle.slots.items():
             report = last.get(tid)
@@ -106,6 +111,9 @@ WITH dropped AS (
 
 
 class RuntimePublisher:
+    """Writes this process's slot reports. `reports` returns the very same mapping while nothing changed
+    and a new one after any change (`SlotReports` does): an unchanged mapping is not even compared."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -119,16 +127,21 @@ class RuntimePublisher:
         self._reports = reports
         self._full_every = full_every
         self._published: dict[int, SlotReport] = {}
+        self._seen: Mapping[int, SlotReport] | None = None  # the reports `_published` was made from
         self._full_at: float | None = None  # monotonic time of the last full write
 
     async def publish_once(self) -> bool:
         """Write what changed (everything, every `full_every`); True if a statement ran."""
-        current = {tid: _clean(report) for tid, report in self._reports().items()}
+        reports = self._reports()
         now = time.monotonic()
         full = self._full_at is None or now - self._full_at >= self._full_every
+        if reports is self._seen and not full:
+            return False  # the very reports written last time: nothing changed (at rest, every tick)
+        current = {tid: _clean(report) for tid, report in reports.items()}
         changed = current if full else {t: r for t, r in current.items() if _differs(self._published.get(t), r)}
         gone = [tid for tid in self._published if tid not in current]
         if not (full or changed or gone):
+            self._seen = reports
             return False
         ids = list(changed)
         rows = (ids, [changed[t].state.value for t in ids], [changed[t].last_error for t in ids])
@@ -136,7 +149,7 @@ class RuntimePublisher:
             await self._pool.execute(_PUBLISH_FULL, self._identity, *rows)
         else:
             await self._pool.execute(_PUBLISH, self._identity, *rows, gone)
-        self._published = current
+        self._published, self._seen = current, reports
         if full:
             self._full_at = now
         return True

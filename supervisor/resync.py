@@ -7,7 +7,8 @@ decrypted every tenant's five secrets every minute (50,000 at 10,000 tenants) to
 
 from __future__ import annotations
 
-from supervisor.lifecycle import Lifecycle, Slot
+from supervisor.lifecycle import Lifecycle
+from supervisor.slot import Slot
 from supervisor.tenant_rows import TenantHead
 from supervisor.tenants import TenantStore
 

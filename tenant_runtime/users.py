@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -61,6 +63,30 @@ def is_name_query(text: str) -> bool:
     return low <= len(text) <= high and text.isprintable()
 
 
+# The touch as fragments: `Users.touch` runs it alone, `tenant_runtime.arrival` inside its one statement.
+TOUCH_ON_CONFLICT = """ON CONFLICT (tenant_id, user_id) DO UPDATE
+    SET last_seen_at = now(), first_name = EXCLUDED.first_name, username = EXCLUDED.username, blocked_at = NULL"""
+
+
+def touch_returning(tenant: int, extras: int) -> str:
+    """RETURNING of the touch: `tenant` is the tenant id's parameter number, `extras` the first of the four
+    `touch_extras`."""
+    seconds, welcome, kind, key = (f"${extras + i}" for i in range(4))
+    return f"""RETURNING *, (xmax = 0) AS inserted,
+        created_at > now() - make_interval(secs => {seconds}) AS first_contact,
+        {welcome}::bool AND created_at > now() - make_interval(secs => {seconds}) AND NOT EXISTS (
+            SELECT 1 FROM ledger_entries e WHERE e.tenant_id = ${tenant} AND e.kind = {kind} AND e.unique_key = {key}
+        ) AS welcome_due"""
+
+
+def touch_extras(user_id: int, welcome: bool) -> tuple[int, bool, str, str]:
+    return FIRST_CONTACT_SECONDS, welcome, WELCOME_KIND, welcome_key(user_id)
+
+
+def new_referral_code() -> str:
+    return secrets.token_urlsafe(6)
+
+
 class Users:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -78,28 +104,17 @@ class Users:
         """Create the user on first contact (`is_new`), else refresh last_seen. One round trip.
         `welcome`: the tenant gives a welcome bonus, so say whether this user is still owed it."""
         row = await self._pool.fetchrow(
-            """INSERT INTO bot_users (tenant_id, user_id, language, first_name, username, referral_code)
-               VALUES ($1, $2, $3, $4, $5, $6)
-               ON CONFLICT (tenant_id, user_id) DO UPDATE
-                   SET last_seen_at = now(), first_name = EXCLUDED.first_name, username = EXCLUDED.username,
-                       blocked_at = NULL
-               RETURNING *, (xmax = 0) AS inserted,
-                   created_at > now() - make_interval(secs => $7) AS first_contact,
-                   $8::bool AND created_at > now() - make_interval(secs => $7) AND NOT EXISTS (
-                       SELECT 1 FROM ledger_entries e WHERE e.tenant_id = $1 AND e.kind = $9 AND e.unique_key = $10
-                   ) AS welcome_due""",
+            "INSERT INTO bot_users (tenant_id, user_id, language, first_name, username, referral_code) "
+            f"VALUES ($1, $2, $3, $4, $5, $6) {TOUCH_ON_CONFLICT} {touch_returning(1, 7)}",
             tenant_id,
             user_id,
             language,
             first_name,
             username,
-            secrets.token_urlsafe(6),
-            FIRST_CONTACT_SECONDS,
-            welcome,
-            WELCOME_KIND,
-            welcome_key(user_id),
+            new_referral_code(),
+            *touch_extras(user_id, welcome),
         )
-        return _user(row)
+        return user_of(row)
 
     async def set_language(self, tenant_id: int, user_id: int, language: Language) -> None:
         await self._pool.execute(
@@ -134,7 +149,7 @@ class Users:
             tenant_id,
             user_id,
         )
-        return None if row is None else _user(row)
+        return None if row is None else user_of(row)
 
     async def find(self, tenant_id: int, query: str) -> BotUser | None:
         """The user an admin means: a Telegram id, or a @username (any case)."""
@@ -151,7 +166,7 @@ class Users:
             tenant_id,
             match.group(1),
         )
-        return None if row is None else _user(row)
+        return None if row is None else user_of(row)
 
     async def search(self, tenant_id: int, text: str, limit: int = SEARCH_LIMIT) -> list[BotUser]:
         """Users whose first name or username contains `text` (any case), the most recently seen first."""
@@ -164,13 +179,13 @@ class Users:
             pattern,
             limit,
         )
-        return [_user(row) for row in rows]
+        return [user_of(row) for row in rows]
 
     async def count(self, tenant_id: int) -> int:
         return int(await self._pool.fetchval("SELECT count(*) FROM bot_users WHERE tenant_id = $1", tenant_id))
 
 
-def _user(row: asyncpg.Record) -> BotUser:
+def user_of(row: asyncpg.Record | Mapping[str, Any]) -> BotUser:
     return BotUser(
         tenant_id=row["tenant_id"],
         user_id=row["user_id"],

@@ -17,7 +17,6 @@ import asyncpg
 from shared.periodic import LoopState
 from supervisor.lifecycle import Lifecycle
 from supervisor.locks import Locker
-from supervisor.slot_state import State
 
 __all__ = ["HealthPublisher", "HealthReport", "LoopWatch", "health_of"]
 
@@ -62,8 +61,7 @@ def health_of(
     lifecycle: Lifecycle, locker: Locker, loops: LoopWatch, telegram_reachable: Callable[[], bool] = lambda: True
 ) -> HealthReport:
     """This process's health from its lifecycle, locker and view of Telegram (read-only)."""
-    slots = lifecycle.slots.values()
-    able = sum(1 for slot in slots if slot.state in (State.STANDBY, State.ACTIVE))
+    able = lifecycle.census().able
     reason = None
     if lifecycle.slots and not telegram_reachable():
         # It then wants no locks at all, so the locker sees nothing wrong: say why here.

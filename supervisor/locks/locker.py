@@ -258,15 +258,15 @@ class Locker:
     async def _release(
         self, conn: asyncpg.Connection, wanted: Mapping[int, int], share: int, peers: list[Peer], budget: float
     ) -> set[int]:
-        gone = {tid for tid, key in self.held.items() if wanted.get(tid) != key}
-        keep = [tid for tid in self.held if tid not in gone]
+        gone = {tid for tid, _ in self.held.items() - wanted.items()}  # in C: every beat, every held tenant
         now = time.monotonic()
         self._sticky = {tid: t for tid, t in self._sticky.items() if now - t < _STICKY_SECONDS and tid in self.held}
         # Excess goes only to peers with room for it that beat just now (so are not frozen since), highest
         # keys first (nlargest: at rest nothing moves and nothing is sorted), never what was just taken up.
         peer_room = sum(max(0, min(share, p.able) - p.held) for p in peers if p.able > 0 and p.recent)
-        excess_n = min(max(0, len(keep) - share), peer_room, RELEASE_PER_BEAT)
-        handed_over = heapq.nlargest(excess_n, (t for t in keep if t not in self._sticky), key=self.held.__getitem__)
+        excess_n = min(max(0, len(self.held) - len(gone) - share), peer_room, RELEASE_PER_BEAT)
+        keep = (t for t in self.held if t not in gone and t not in self._sticky)  # not even read when excess_n is 0
+        handed_over = heapq.nlargest(excess_n, keep, key=self.held.__getitem__)
         to_release = gone | set(handed_over)
         if not to_release:
             return to_release
@@ -288,7 +288,7 @@ class Locker:
     async def _acquire(
         self, conn: asyncpg.Connection, wanted: Mapping[int, int], share: int, released: set[int], budget: float
     ) -> None:
-        candidates = {tid: key for tid, key in wanted.items() if tid not in self.held}
+        candidates = {tid: wanted[tid] for tid in wanted.keys() - self.held.keys()}
         if not candidates:
             self._free_beats = {}
             self.unavailable = 0

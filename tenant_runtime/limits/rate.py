@@ -12,7 +12,7 @@ from enum import Enum
 
 import asyncpg
 
-__all__ = ["WINDOW_SECONDS", "RateVerdict", "count_hit", "verdict"]
+__all__ = ["HIT_ON_CONFLICT", "WINDOW_SECONDS", "RateVerdict", "count_hit", "verdict"]
 
 WINDOW_SECONDS = 60
 
@@ -30,14 +30,15 @@ def verdict(hits: int, limit: int) -> RateVerdict:
     return RateVerdict.NOTICE if hits == limit + 1 else RateVerdict.SILENT
 
 
-_HIT_SQL = f"""
-    INSERT INTO rate_windows (tenant_id, user_id) VALUES ($1, $2)
+# The upsert's tail: `count_hit` runs it alone, `tenant_runtime.arrival` inside its one statement.
+HIT_ON_CONFLICT = f"""
     ON CONFLICT (tenant_id, user_id) DO UPDATE SET
         hits = CASE WHEN rate_windows.started_at > now() - interval '{WINDOW_SECONDS} seconds'
                     THEN rate_windows.hits + 1 ELSE 1 END,
         started_at = CASE WHEN rate_windows.started_at > now() - interval '{WINDOW_SECONDS} seconds'
                           THEN rate_windows.started_at ELSE now() END
     RETURNING hits"""
+_HIT_SQL = f"INSERT INTO rate_windows (tenant_id, user_id) VALUES ($1, $2) {HIT_ON_CONFLICT}"
 
 
 async def count_hit(pool: asyncpg.Pool, tenant_id: int, user_id: int, limit: int) -> RateVerdict:

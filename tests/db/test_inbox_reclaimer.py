@@ -8,7 +8,7 @@ Real Postgres and the real inbox; the slot table is the lifecycle's own `Slot`, 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -16,9 +16,10 @@ import asyncpg
 import pytest
 
 from shared.settings import Settings
+from supervisor.census import take_census
 from supervisor.compose import Parts
-from supervisor.lifecycle import Slot
 from supervisor.loops import BackgroundLoops
+from supervisor.slot import Slot
 from supervisor.slot_state import State
 from tenant_runtime.inbox import RECLAIM_AFTER_SECONDS, Inbox, Pending
 from tenant_runtime.services import Services
@@ -51,6 +52,17 @@ class InboxWithStep(Inbox):
         return found
 
 
+class SlotTable:
+    """The lifecycle as the reclaimer reads it: its slots, and who serves them (counted afresh on every
+    ask, since the steps below change a slot directly)."""
+
+    def __init__(self, slots: dict[int, Slot]) -> None:
+        self.slots = slots
+
+    def active(self) -> Mapping[int, Any]:
+        return take_census(self.slots, 0).active
+
+
 async def _orphan(pool: asyncpg.Pool) -> tuple[int, int]:
     """A tenant and an update accepted by a process that is gone (no Postgres session of that name)."""
     (config,) = await add_bare_tenants(pool, f"reclaim-{next(_ids)}", 1, first_bot_id=882_100_000 + 10 * next(_ids))
@@ -66,9 +78,13 @@ async def _orphan(pool: asyncpg.Pool) -> tuple[int, int]:
 
 async def _reclaim_with(pool: asyncpg.Pool, tenant_id: int, step: Callable[[Slot], None]) -> RecordingRuntime:
     runtime = RecordingRuntime()
-    slot = Slot(config=cast(Any, SimpleNamespace(id=tenant_id)), state=State.ACTIVE, runtime=cast(Any, runtime))
+    slot = Slot(
+        config=cast(Any, SimpleNamespace(id=tenant_id, lock_key=tenant_id)),
+        state=State.ACTIVE,
+        runtime=cast(Any, runtime),
+    )
     slot.locked = True
-    parts = Parts(lifecycle=cast(Any, SimpleNamespace(slots={tenant_id: slot})))
+    parts = Parts(lifecycle=cast(Any, SlotTable({tenant_id: slot})))
     loops = BackgroundLoops(cast(Settings, None), "reclaimer-a", parts, database_ok=lambda: True)
     inbox = InboxWithStep(pool, "reclaimer-a", lambda: step(slot))
     await loops._reclaim(cast(Services, SimpleNamespace(inbox=inbox)))

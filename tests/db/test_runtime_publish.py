@@ -48,7 +48,7 @@ async def test_only_changed_slots_are_written_and_since_follows_the_state(
 ) -> None:
     a, b, c = (t.id for t in tenants)
     reports = {a: SlotReport(State.ACTIVE, None), b: SlotReport(State.STANDBY, None), c: SlotReport(State.ACTIVE, None)}
-    publisher = RuntimePublisher(pool, identity, lambda: reports, full_every=3600)
+    publisher = RuntimePublisher(pool, identity, lambda: dict(reports), full_every=3600)
     assert await publisher.publish_once()
     first = await _rows(pool, identity)
     assert {tid: r["state"] for tid, r in first.items()} == {a: "active", b: "standby", c: "active"}
@@ -75,7 +75,7 @@ async def test_trouble_lasts_through_restarts_and_ends_when_healthy(
 ) -> None:
     tid = tenants[0].id
     reports = {tid: SlotReport(State.STARTING, None)}
-    publisher = RuntimePublisher(pool, identity, lambda: reports, full_every=3600)
+    publisher = RuntimePublisher(pool, identity, lambda: dict(reports), full_every=3600)
     await publisher.publish_once()
     assert (await _rows(pool, identity))[tid]["troubled_since"] is None, "a first start is no trouble"
     troubled = None
@@ -102,7 +102,7 @@ async def test_a_full_write_repairs_rows_and_drops_processes_that_are_gone(
                 "INSERT INTO tenant_runtime_states (tenant_id, instance, state) VALUES ($1, $2, 'standby')", a, peer
             )
         reports = {a: SlotReport(State.ACTIVE, None), b: SlotReport(State.STANDBY, None)}
-        publisher = RuntimePublisher(pool, identity, lambda: reports, full_every=0)
+        publisher = RuntimePublisher(pool, identity, lambda: dict(reports), full_every=0)
         await publisher.publish_once()
         await pool.execute("DELETE FROM tenant_runtime_states WHERE instance = $1 AND tenant_id = $2", identity, b)
         await publisher.publish_once()  # full again (full_every=0)
@@ -119,7 +119,7 @@ async def test_a_removed_tenant_does_not_fail_the_statement_for_the_others(
 ) -> None:
     a, b, _ = (t.id for t in tenants)
     reports = {a: SlotReport(State.ACTIVE, None), b: SlotReport(State.ACTIVE, None)}
-    publisher = RuntimePublisher(pool, identity, lambda: reports, full_every=3600)
+    publisher = RuntimePublisher(pool, identity, lambda: dict(reports), full_every=3600)
     await pool.execute("DELETE FROM tenants WHERE id = $1", b)  # removed before this process noticed
     await publisher.publish_once()
     assert set(await _rows(pool, identity)) == {a}
@@ -134,7 +134,7 @@ async def test_a_failed_write_is_written_at_the_next_tick(
     own = await create_pool(proxy.dsn(database_url), 1, application_name="pub-fail")
     try:
         reports = {tid: SlotReport(State.ACTIVE, None)}
-        publisher = RuntimePublisher(own, identity, lambda: reports, full_every=3600)
+        publisher = RuntimePublisher(own, identity, lambda: dict(reports), full_every=3600)
         await publisher.publish_once()
         reports[tid] = SlotReport(State.BACKOFF, "OSError: unreachable")
         await proxy.cut()  # Postgres away from this process
