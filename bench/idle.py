@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -55,21 +57,18 @@ async def _xacts(conn: asyncpg.Connection) -> int:
     )
 
 
-async def _boot(prober: Prober, launched: Launched, tenants: int) -> tuple[float | None, float]:
-    """Seconds to all active (None: not within the timeout) and the longest /health gap meanwhile."""
-    last = time.perf_counter()
-    stall = 0.0
-    deadline = launched.started + BOOT_TIMEOUT_S
-    while time.perf_counter() < deadline:
-        body = await prober.health(launched.sup.port)
-        now = time.perf_counter()
-        if body is not None:
-            stall = max(stall, now - last)
-            last = now
-            if by_state(body, "active") >= tenants:
-                return now - launched.started, stall
-        await asyncio.sleep(0.05)
-    return None, stall
+async def _boot(launched: Launched, tenants: int) -> tuple[float | None, float]:
+    """Seconds to all active (None: not within the timeout) and the longest /health gap meanwhile,
+    probed from a process of its own (`bench.health_watch` says why)."""
+    args = [str(launched.sup.port), str(tenants), repr(launched.started), str(BOOT_TIMEOUT_S)]
+    watcher = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.health_watch", *args, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await watcher.communicate()
+    if watcher.returncode != 0:
+        raise RuntimeError(f"the /health watcher exited with {watcher.returncode}")
+    found = json.loads(out)
+    return found["active_s"], float(found["stall_s"])
 
 
 async def figure_idle(bench: Bench) -> FigureResult:
@@ -81,7 +80,7 @@ async def figure_idle(bench: Bench) -> FigureResult:
         prober = Prober()
         launched = await launch(stack, f"idle-{n}")
         try:
-            active_s, stall = await _boot(prober, launched, n)
+            active_s, stall = await _boot(launched, n)
             await asyncio.sleep(10)  # past the boot's own work (first webhook checks, first resync)
             conn = await asyncpg.connect(stack.database_url)
             proc = psutil.Process(launched.pid)
@@ -179,7 +178,7 @@ async def figure_rebalance(bench: Bench) -> FigureResult:
         first = await launch(stack, "reb-a")
         second: Launched | None = None
         try:
-            active_s, _ = await _boot(prober, first, n)
+            active_s, _ = await _boot(first, n)
             conn = await asyncpg.connect(stack.database_url)
             try:
                 keys = {int(k) for k in await conn.fetchval("SELECT array_agg(lock_key) FROM tenants")}

@@ -34,6 +34,7 @@ from supervisor.bootstrap import BootError, load_keys, resolve_dsn, settings_or_
 from supervisor.broadcast_status import BroadcastStatusPage
 from supervisor.callbacks import KieCallbacks
 from supervisor.compose import Parts, compose
+from supervisor.heap import freeze_while_booting
 from supervisor.http import Routes
 from supervisor.lifecycle import Lifecycle
 from supervisor.locks import Locker
@@ -118,10 +119,14 @@ class Supervisor:
         self.state.db_status = "ok"
         self.state.migrations_applied = True
         store = TenantStore(pool, keys)
-        services, lifecycle, locker = compose(
+        services, lifecycle, locker = await compose(
             self._parts, self.settings, self.identity, dsn, pool, store, self._database_reachable
         )
         await self._register_instance(pool)
+        # What boot builds (the tenants' configs, runtimes and bots) lives as long as the process; out of
+        # the collector's view, its full collections at boot and under load stay short.
+        booting = freeze_while_booting(lambda: lifecycle.version)
+        self._parts.tasks.append(asyncio.create_task(booting, name="boot-heap"))
         await lifecycle.sync(await store.all())
         if not lifecycle.slots:
             log.info(
@@ -129,9 +134,6 @@ class Supervisor:
                 "python -m supervisor tenants add <slug> --name <name> --admins <telegram ids>"
             )
         self._loops.start(dsn, pool, store, services, lifecycle, locker)
-        # What boot built (modules, registry, routers, the tenants' bots) lives as long as the process;
-        # taking it out of the collector's view makes each full collection under load cheaper.
-        gc.freeze()
         self.state.backend = self._routes(services, lifecycle, locker, pool)
         log.info("supervisor ready", tenants=len(lifecycle.slots))
         if self.settings.smoke_test_on_start:

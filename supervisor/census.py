@@ -9,7 +9,7 @@ lock, a slot added or removed, a step finished) and takes a new census only when
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -17,7 +17,7 @@ from supervisor.slot import WANTING, Slot
 from supervisor.slot_state import State
 from tenant_runtime.runtime import TenantRuntime
 
-__all__ = ["Census", "take_census"]
+__all__ = ["Census", "metric_rows", "take_census"]
 
 
 @dataclass(frozen=True)
@@ -57,3 +57,8 @@ def take_census(slots: Mapping[int, Slot], version: int) -> Census:
         MappingProxyType(active),
         MappingProxyType({state.value: n for state, n in counts.items()}),
     )
+
+
+def metric_rows(slots: Mapping[int, Slot]) -> Iterator[tuple[str, str, bool]]:
+    """(slug, state, lock held) of every slot, for /metrics (`shared.metrics.TenantStates`), read when scraped."""
+    return ((slot.config.slug, slot.state.value, slot.locked) for slot in slots.values())

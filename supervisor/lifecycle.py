@@ -24,6 +24,7 @@ from shared import metrics
 from shared.db import DB_UNAVAILABLE
 from shared.logs import get_logger
 from shared.redact import REDACTOR
+from supervisor.activations import ActivationQueue
 from supervisor.census import Census, take_census
 from supervisor.slot import Slot
 from supervisor.slot_state import State
@@ -42,9 +43,7 @@ QUARANTINE_SECONDS = 600.0
 STOP_DRAIN_SECONDS = 3.0
 # Every handler's own calls time out well before this: the bot's mapping is dropped by then at the latest.
 UNMAP_AFTER_SECONDS = 120.0
-# Step-ups under way at once: 10,000 locks taken in one beat started 10,000 activations in one turn of the
-# loop (/health stalled for seconds); the shared session sends at most its connection limit at once anyway.
-ACTIVATIONS_AT_ONCE = 100
+ACTIVATIONS_AT_ONCE = 100  # step-ups under way at once (see `activations`)
 
 
 RuntimeBuilder = Callable[[TenantConfig], TenantRuntime]
@@ -81,7 +80,7 @@ class Lifecycle:
         self._recent_crashes: deque[tuple[float, int]] = deque(maxlen=4096)
         self._background: set[asyncio.Task[None]] = set()
         self._retiring: dict[int, asyncio.Task[None]] = {}  # tenant id -> its old slot stopping for a rebuild
-        self._activations = asyncio.Semaphore(ACTIVATIONS_AT_ONCE)
+        self._activations = ActivationQueue(self._step_up, self._spawn, ACTIVATIONS_AT_ONCE)
         # Bumped by every change a census or a reconcile depends on (see `census`); at rest it stays put.
         self.version = 0
         self._census = take_census(self.slots, self.version)
@@ -125,8 +124,6 @@ class Lifecycle:
         if previous is not None:
             if self.by_slug.get(previous.config.slug) is previous:
                 del self.by_slug[previous.config.slug]
-            if previous.locked:  # the successor reports the lock itself from the next beat
-                metrics.LOCK_HELD.labels(previous.config.slug).set(0)
             retiring = self._retiring[config.id] = asyncio.create_task(self._retire(previous))
             try:
                 await retiring
@@ -158,7 +155,6 @@ class Lifecycle:
         if self.by_slug.get(slot.config.slug) is slot:
             del self.by_slug[slot.config.slug]
         await self._retire(slot)
-        metrics.LOCK_HELD.labels(slot.config.slug).set(0)
         self._on_wanted_changed()
 
     async def _retire(self, slot: Slot) -> None:
@@ -230,11 +226,10 @@ class Lifecycle:
             if locked is not slot.locked:
                 slot.locked = locked
                 self.version += 1
-                metrics.LOCK_HELD.labels(slot.config.slug).set(int(locked))
-            if slot.pending is not None and not slot.pending.done():
+            if (slot.pending is not None and not slot.pending.done()) or slot in self._activations:
                 continue
             if locked and slot.state is standby:
-                slot.pending = self._spawn(self._step_up(slot))
+                self._activations.add(slot)
             elif not locked and slot.state is active:
                 slot.pending = self._spawn(self._step_down(slot))
         self._reconciled = (self.version, dict(held))
@@ -271,9 +266,9 @@ class Lifecycle:
         return lambda: slot.locked and self._is_held(slot.config.id, slot.config.lock_key)
 
     async def _step_up(self, slot: Slot) -> None:
-        # Waiting for a turn holds nothing: a hand-over meanwhile finds the slot idle, and the checks
-        # below see that the lock went.
-        async with self._activations, slot.transition:
+        # Waiting in the queue held nothing: a hand-over meanwhile found the slot idle, and the checks
+        # below see that the lock went or the slot stopped.
+        async with slot.transition:
             runtime = slot.runtime
             if runtime is None or not slot.locked or slot.state != State.STANDBY:
                 return
@@ -376,9 +371,7 @@ class Lifecycle:
             slot.keeps_lock = False  # the first start is over: from now on the lock is wanted by state alone
         if slot.state != state:
             log.info("tenant state", tenant=slot.config.slug, state=state.value, previous=slot.state.value)
-        metrics.RUNTIME_STATE.labels(slot.config.slug, slot.state.value).set(0)
         slot.state = state
-        metrics.RUNTIME_STATE.labels(slot.config.slug, state.value).set(1)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)

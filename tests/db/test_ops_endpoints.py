@@ -21,10 +21,12 @@ from aiohttp import web
 from shared import metrics
 from shared.crypto import KeyRing, generate_key
 from shared.settings import Settings
+from supervisor.census import metric_rows
 from supervisor.http import Handler, Routes, build_app, error_response
-from supervisor.lifecycle import Lifecycle, Slot
+from supervisor.lifecycle import Lifecycle
 from supervisor.ops import OpsEndpoints
 from supervisor.ops_access import COOKIE_NAME
+from supervisor.slot import Slot
 from supervisor.slot_state import State
 from supervisor.state import ServerState
 from supervisor.tenants import NewTenant, TenantStore
@@ -178,6 +180,8 @@ async def ops_environment(pool: asyncpg.Pool, **settings: object) -> AsyncIterat
             age,
         )
     ops = OpsEndpoints(make_settings(**settings), alive, lifecycle, pool, lambda: 1)
+    # /metrics reads the slots' states when scraped, wired as `supervisor.compose` does.
+    scraped_before, metrics.TENANT_STATES.source = metrics.TENANT_STATES.source, lambda: metric_rows(lifecycle.slots)
     secret_values = [master_key, *alpha.secrets, *beta.secrets]
     for token in (ops.settings.operator_token, ops.settings.metrics_token):
         if token is not None:
@@ -186,6 +190,7 @@ async def ops_environment(pool: asyncpg.Pool, **settings: object) -> AsyncIterat
         async with serve_ops(ops) as base_url:
             yield OpsEnv(ops, base_url, alpha, beta, alive, stale, lock_holder, [s for s in secret_values if s])
     finally:
+        metrics.TENANT_STATES.source = scraped_before
         await http_session.close()
         await pool.execute("DELETE FROM tenants WHERE id = ANY($1::bigint[])", [alpha.id, beta.id])
         await pool.execute("DELETE FROM instances WHERE name = ANY($1::text[])", [alive, stale])
