@@ -23,6 +23,7 @@ from supervisor.locks import Locker
 from supervisor.onboarding import PlatformPoller
 from supervisor.telegram_probe import TelegramProbe
 from supervisor.tenants import TenantStore
+from tenant_runtime.arrival import Arrivals
 from tenant_runtime.billing.ledger import Ledger
 from tenant_runtime.generation.delivery import TelegramNotifier
 from tenant_runtime.generation.downloads import Downloader
@@ -137,6 +138,7 @@ async def _services(
         settings=settings,
         instance=identity,
         inbox=Inbox(pool, identity),
+        arrivals=Arrivals(pool, identity),
         dispatcher=build_dispatcher(PgStorage(pool, lifecycle.tenant_by_bot)),
         registry=registry,
         ledger=ledger,

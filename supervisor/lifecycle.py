@@ -29,7 +29,8 @@ from supervisor.census import Census, take_census
 from supervisor.slot import Slot
 from supervisor.slot_state import State
 from tenant_runtime.config import TenantConfig, TenantStatus
-from tenant_runtime.runtime import TenantRuntime, TokenInvalid
+from tenant_runtime.errors import TokenInvalid
+from tenant_runtime.runtime import TenantRuntime
 
 log = get_logger(__name__)
 

@@ -38,6 +38,36 @@ def _claim_open(lease_param: int, sessions_param: int) -> str:
                  SELECT left(p || updates_inbox.claimed_by, 63) FROM unnest(${sessions_param}::text[]) p)))"""
 
 
+# The claim: a new row, or taking over an open claim (see `_claim_open`). Parameters: $1 tenant, $2 update,
+# $3 chat, $4 payload, $5 this process, $6 the lease, $7 MAX_ATTEMPTS, $8 PROCESS_SESSIONS. Run alone by
+# `Inbox.accept`, and as the first part of `tenant_runtime.arrival`'s statement.
+CLAIM_SQL = (
+    """INSERT INTO updates_inbox (tenant_id, update_id, chat_id, payload, claimed_by)
+       VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (tenant_id, update_id) DO UPDATE
+           SET claimed_by = EXCLUDED.claimed_by, claimed_at = now(), attempts = updates_inbox.attempts + 1
+           WHERE updates_inbox.status = 'processing' AND updates_inbox.attempts < $7 AND """
+    + _claim_open(6, 8)
+    + """
+       RETURNING 1"""
+)
+
+
+def claim_args(
+    tenant_id: int, update_id: int, chat_id: int | None, payload: dict[str, Any], instance: str
+) -> tuple[object, ...]:
+    return (
+        tenant_id,
+        update_id,
+        chat_id,
+        payload,
+        instance,
+        RECLAIM_AFTER_SECONDS,
+        MAX_ATTEMPTS,
+        list(PROCESS_SESSIONS),
+    )
+
+
 class Inbox:
     def __init__(self, pool: asyncpg.Pool, instance: str) -> None:
         self._pool = pool
@@ -45,26 +75,7 @@ class Inbox:
 
     async def accept(self, tenant_id: int, update_id: int, chat_id: int | None, payload: dict[str, Any]) -> bool:
         """True when this process now owns the update; False for a duplicate someone handled or handles."""
-        row = await self._pool.fetchval(
-            """INSERT INTO updates_inbox (tenant_id, update_id, chat_id, payload, claimed_by)
-               VALUES ($1, $2, $3, $4, $5)
-               ON CONFLICT (tenant_id, update_id) DO UPDATE
-                   SET claimed_by = EXCLUDED.claimed_by, claimed_at = now(),
-                       attempts = updates_inbox.attempts + 1
-                   WHERE updates_inbox.status = 'processing' AND updates_inbox.attempts < $7
-                     AND """
-            + _claim_open(6, 8)
-            + """
-               RETURNING 1""",
-            tenant_id,
-            update_id,
-            chat_id,
-            payload,
-            self._instance,
-            RECLAIM_AFTER_SECONDS,
-            MAX_ATTEMPTS,
-            list(PROCESS_SESSIONS),
-        )
+        row = await self._pool.fetchval(CLAIM_SQL, *claim_args(tenant_id, update_id, chat_id, payload, self._instance))
         return row is not None
 
     async def finish(self, tenant_id: int, update_id: int, *, ok: bool) -> bool:

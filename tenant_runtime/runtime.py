@@ -19,38 +19,38 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import (
     TelegramAPIError,
-    TelegramConflictError,
     TelegramNetworkError,
     TelegramNotFound,
-    TelegramRetryAfter,
     TelegramServerError,
     TelegramUnauthorizedError,
 )
 from aiogram.types import Update
-from aiogram.utils.backoff import Backoff, BackoffConfig
 from pydantic import ValidationError
 
 from shared import metrics
 from shared.db import DB_UNAVAILABLE
 from shared.ids import correlation_id
 from shared.logs import get_logger
+from tenant_runtime.arrival import Arrival
 from tenant_runtime.config import BotMode, TenantConfig
+from tenant_runtime.errors import TokenInvalid
 from tenant_runtime.inbox import Pending
 from tenant_runtime.ordering import KeyedLocks
+from tenant_runtime.polling import ALLOWED_UPDATES, poll_forever
 from tenant_runtime.services import Services
 from tenant_runtime.telegram.fence import LeaseLapsed, owned_work
+from tenant_runtime.telegram.fsm_storage import prefetched
 from tenant_runtime.telegram.profile_sync import ProfileKeeper, desired_profile
-from tenant_runtime.updates import INT64, Handling, Outcome, chat_of, ints_fit
+from tenant_runtime.updates import INT64, Handling, Outcome, chat_of, ints_fit, storable
 
 log = get_logger(__name__)
 
-ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
-_POLL_BACKOFF = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.6, jitter=0.1)
-POLL_FAILURES_BEFORE_RESTART = 3  # getUpdates failures in a row (network, 5xx) before the runtime restarts
+
+Claim = Arrival | bool  # what a claim statement returns (see `TenantRuntime._accept`)
 
 
-class TokenInvalid(Exception):
-    """Telegram rejected the bot token (401/404): retrying will not help until the config changes."""
+def claimed(found: Claim) -> bool:
+    return found.accepted if isinstance(found, Arrival) else found
 
 
 class TenantRuntime:
@@ -62,7 +62,7 @@ class TenantRuntime:
         self.last_update_at: float | None = None
         self._chat_locks = KeyedLocks()
         self._singletons: set[asyncio.Task[None]] = set()
-        self._in_flight: set[asyncio.Task[Handling]] = set()
+        self._in_flight: set[asyncio.Task[Outcome]] = set()
         # Accepted by this process and not finished yet (running or queued behind its chat): their
         # inbox leases are renewed, and the reclaimer never takes them from under us.
         self.open_updates: set[int] = set()
@@ -111,7 +111,7 @@ class TenantRuntime:
             await self._call(self.bot.delete_webhook(drop_pending_updates=False, request_timeout=15))
             if not still_held():
                 return
-            self._spawn_singleton(self._poll_forever())
+            self._spawn_singleton(poll_forever(self))
         if still_held():
             self._active = True
             self._profile.want()
@@ -176,57 +176,24 @@ class TenantRuntime:
         if not self.failure.done():
             self.failure.set_result(exc)
 
-    async def _poll_forever(self) -> None:
-        offset: int | None = None
-        backoff = Backoff(_POLL_BACKOFF)
-        conflicts = unreachable = 0
-        while True:
-            try:
-                with owned_work(self.services.lease):
-                    updates = await self.bot.get_updates(
-                        offset=offset, timeout=25, allowed_updates=ALLOWED_UPDATES, request_timeout=40
-                    )
-            except LeaseLapsed:
-                # Not a Telegram failure: the locker has not confirmed the lock lately. It steps this
-                # runtime down if the lock is gone; until then, wait a beat without counting it.
-                await asyncio.sleep(1.0)
-                continue
-            except (TelegramUnauthorizedError, TelegramNotFound) as exc:
-                raise TokenInvalid(exc.message) from None
-            except TelegramRetryAfter as exc:
-                metrics.TELEGRAM_429.labels(self.config.slug).inc()
-                await asyncio.sleep(exc.retry_after)
-                continue
-            except TelegramConflictError:
-                # Someone else polls this token (or a webhook was set behind our back): not us to fight.
-                conflicts += 1
-                if conflicts >= 5:
-                    raise
-                await backoff.asleep()
-                continue
-            except (TelegramNetworkError, TelegramServerError) as exc:
-                unreachable += 1
-                if unreachable >= POLL_FAILURES_BEFORE_RESTART:
-                    # Telegram stays out of reach from here: restart, so the lock can move to a
-                    # process that can poll (this one is not able to serve the bot).
-                    raise
-                self._log.warning("polling error, retrying", error=type(exc).__name__)
-                await backoff.asleep()
-                continue
-            backoff.reset()
-            conflicts = unreachable = 0
-            for update in updates:
-                payload = update.model_dump(mode="json", exclude_none=True, by_alias=True)
-                # Accept durably before the next getUpdates confirms the offset to Telegram; if the
-                # database is down, keep the offset here so Telegram hands the update out again.
-                chat_id = chat_of(payload)
-                accepted = await self._accept(payload, update.update_id, chat_id, source="polling")
-                if accepted is None:
-                    await backoff.asleep()
-                    break
-                offset = update.update_id + 1
-                if accepted:
-                    self._track(self._process(update, chat_id))
+    async def take_polled(self, update: Update) -> bool:
+        """Claim a polled update (before the next getUpdates confirms it to Telegram) and handle it in the
+        background. False: not now (the database is unreachable, or this runtime is retired): the poller
+        keeps the offset, so Telegram hands the update out again."""
+        payload = update.model_dump(mode="json", exclude_none=True, by_alias=True)
+        chat_id = chat_of(payload)
+        inbox, tid = self.services.inbox, self.config.id
+        found = await self._accept(
+            update.update_id,
+            chat_id,
+            "polling",
+            lambda: inbox.accept(tid, update.update_id, storable(chat_id), payload),
+        )
+        if found is None:
+            return False
+        if claimed(found):
+            self._track(self._process(update, chat_id))
+        return True
 
     def resume(self, pending: Pending) -> None:
         """Handle an update a stopped process accepted but never finished (the inbox reclaimer found it;
@@ -236,7 +203,7 @@ class TenantRuntime:
         self.open_updates.add(pending.update_id)
         self._track(self._process(update, chat_of(pending.payload)))
 
-    def _track(self, coro: Coroutine[Any, Any, Handling]) -> asyncio.Task[Handling]:
+    def _track(self, coro: Coroutine[Any, Any, Outcome]) -> asyncio.Task[Outcome]:
         task = asyncio.create_task(coro)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
@@ -255,36 +222,27 @@ class TenantRuntime:
             update = Update.model_validate(payload, context={"bot": self.bot})
         except ValidationError:
             return Outcome.INVALID
-        chat_id = chat_of(payload)
-        accepted = await self._accept(payload, update.update_id, chat_id, source="webhook")
-        if accepted is None:
-            return Outcome.UNAVAILABLE
-        if not accepted:
-            return Outcome.DUPLICATE
-        task = self._track(self._process(update, chat_id))
-        # Shielded: a client that hangs up must not cancel the handling of an accepted update.
-        if await asyncio.shield(task) is Handling.HANDED_BACK:
-            return Outcome.UNAVAILABLE  # Telegram keeps it and redelivers, maybe to the bot's next owner
-        return Outcome.HANDLED
+        # Shielded: a client that hangs up must not cancel the handling of an update once claimed.
+        return await asyncio.shield(self._track(self._process(update, chat_of(payload), payload)))
 
     async def _accept(
-        self, payload: dict[str, Any], update_id: int, chat_id: int | None, *, source: str
-    ) -> bool | None:
-        """True: ours to handle. False: duplicate. None: not now (the database is unreachable, or this
-        runtime is retired: Telegram redelivers the update to the slot's successor)."""
+        self, update_id: int, chat_id: int | None, source: str, claim: Callable[[], Awaitable[Claim]]
+    ) -> Claim | None:
+        """Run `claim` (a statement that claims the update: True, or an `Arrival` that says so) with its
+        failures handled. False: a duplicate, or data Postgres refused (skipped). None: not now (the
+        database is unreachable, or this runtime is retired: Telegram redelivers the update to the slot's
+        successor)."""
         if self._retired:
             return None
         slug = self.config.slug
         metrics.UPDATES_RECEIVED.labels(slug, source).inc()
-        if chat_id is not None and not -INT64 <= chat_id < INT64:
-            chat_id = None
         try:
-            accepted = await self.services.inbox.accept(self.config.id, update_id, chat_id, payload)
+            found = await claim()
         except DB_UNAVAILABLE as exc:
             self._log.warning(
                 "database unavailable, update not accepted", update_id=update_id, error=type(exc).__name__
             )
-            await self._tell_unavailable(chat_id)
+            await self._tell_unavailable(storable(chat_id))
             return None
         except asyncpg.PostgresError as exc:
             # Postgres refused this update's data (a NUL in a text, a number out of range): not an outage.
@@ -292,37 +250,58 @@ class TenantRuntime:
             self._log.warning("update refused by the database; skipped", update_id=update_id, error=type(exc).__name__)
             metrics.UPDATES_FAILED.labels(slug).inc()
             return False
-        if accepted and self._retired:  # retired during the accept: the stop's drain did not see it
+        if claimed(found) and self._retired:  # retired during the accept: the stop's drain did not see it
             await self._hand_back(update_id, "retired")
             return None
-        if accepted:
+        if claimed(found):
             self.open_updates.add(update_id)
         else:
             metrics.UPDATES_DUPLICATE.labels(slug).inc()
-        return accepted
+        return found
 
-    async def _process(self, update: Update, chat_id: int | None) -> Handling:
+    async def _process(self, update: Update, chat_id: int | None, payload: dict[str, Any] | None = None) -> Outcome:
+        """Handle an update in its chat's turn. With `payload` (a webhook delivery) it is claimed by the
+        statement that starts its handling (`arrival`); without, it was claimed before (polled, resumed)."""
         started = time.perf_counter()
-        cid = correlation_id()
         # A pre-checkout query must be answered within 10 s: it never queues behind a slow handler.
         lock_key = (chat_id or 0) if update.pre_checkout_query is None else -update.update_id
         async with self._chat_locks.hold(lock_key):
+            arrival: Arrival | None = None
+            if payload is not None:
+                arrivals, config = self.services.arrivals, self.config
+                found = await self._accept(
+                    update.update_id,
+                    chat_id,
+                    "webhook",
+                    lambda: arrivals.claim(config, update, payload, storable(chat_id)),
+                )
+                if found is None:
+                    return Outcome.UNAVAILABLE
+                if not isinstance(found, Arrival) or not found.accepted:
+                    return Outcome.DUPLICATE
+                arrival = found
+            cid = correlation_id()
             with structlog.contextvars.bound_contextvars(
                 tenant=self.config.slug, update_id=update.update_id, correlation_id=cid
             ):
-                handling = await self._handle(update, chat_id, cid)
+                handling = await self._handle(update, chat_id, cid, arrival)
                 if handling is not Handling.HANDED_BACK:
                     await self._finish(update.update_id, handling is Handling.DONE)
         self.last_update_at = time.time()
         slug = self.config.slug
         (metrics.UPDATES_HANDLED if handling is Handling.DONE else metrics.UPDATES_FAILED).labels(slug).inc()
         metrics.HANDLER_SECONDS.labels(slug).observe(time.perf_counter() - started)
-        return handling
+        return Outcome.UNAVAILABLE if handling is Handling.HANDED_BACK else Outcome.HANDLED
 
-    async def _handle(self, update: Update, chat_id: int | None, cid: str) -> Handling:
+    async def _handle(self, update: Update, chat_id: int | None, cid: str, arrival: Arrival | None) -> Handling:
         try:
             with owned_work(self.services.lease):
-                await self.services.dispatcher.feed_update(self.bot, update, runtime=self, correlation_id=cid)
+                if arrival is None:  # claimed before its turn: the rest of the arrival, in one statement
+                    arrival = await self.services.arrivals.after_claim(self.config, update)
+                with prefetched(arrival.fsm):
+                    await self.services.dispatcher.feed_update(
+                        self.bot, update, runtime=self, correlation_id=cid, arrival=arrival
+                    )
         except (TelegramUnauthorizedError, TelegramNotFound, TelegramNetworkError, TelegramServerError) as exc:
             # This process cannot answer for the bot right now (its token was revoked, or Telegram is out
             # of reach from here): the reply would be lost. Hand the update back for whoever serves the

@@ -10,6 +10,7 @@ from aiogram import Dispatcher
 
 from shared.registry import Registry
 from shared.settings import Settings
+from tenant_runtime.arrival import Arrivals
 from tenant_runtime.billing.ledger import Ledger
 from tenant_runtime.generation.jobs import JobService
 from tenant_runtime.inbox import Inbox
@@ -24,6 +25,7 @@ class Services:
     settings: Settings
     instance: str
     inbox: Inbox
+    arrivals: Arrivals
     dispatcher: Dispatcher
     registry: Registry
     ledger: Ledger

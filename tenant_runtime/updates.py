@@ -39,6 +39,11 @@ def ints_fit(value: object) -> bool:
     return True
 
 
+def storable(chat_id: int | None) -> int | None:
+    """The chat id for the inbox's bigint column (a forged one may not fit)."""
+    return chat_id if chat_id is not None and -INT64 <= chat_id < INT64 else None
+
+
 def chat_of(payload: dict[str, Any]) -> int | None:
     """The chat an update belongs to, read from the raw JSON (cheaper than aiogram's resolver)."""
     for key, value in payload.items():

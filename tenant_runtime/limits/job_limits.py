@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from tenant_runtime.billing.ledger.records import Balance
 from tenant_runtime.generation.job import UNFINISHED, JobStatus
 from tenant_runtime.limits.free_uses import FreeUse
 from tenant_runtime.limits.shop_limits import ShopLimits
@@ -87,6 +88,10 @@ _BONUS_SQL = f"""
 
 # Both in one round trip, for the menu and the model card.
 _ALLOWANCE_SQL = f"SELECT counts.*, ({_BONUS_SQL}) AS bonus_left FROM ({_COUNTS_SQL}) counts"
+# And the user's balance with them, for the main menu: one round trip for the menu's every figure.
+_MENU_SQL = f"""SELECT counts.*, ({_BONUS_SQL}) AS bonus_left, coalesce(a.available, 0) AS available,
+       coalesce(a.held, 0) AS held
+FROM ({_COUNTS_SQL}) counts LEFT JOIN accounts a ON a.tenant_id = $1 AND a.user_id = $2"""
 
 
 async def admit_job(
@@ -119,6 +124,14 @@ async def free_allowance(pool: asyncpg.Pool, tenant_id: int, limits: ShopLimits,
     """Today's used and left free generations of a user (for the menu and the model card)."""
     counts = await pool.fetchrow(_ALLOWANCE_SQL, tenant_id, user_id, limits.timezone, list(UNFINISHED))
     return _allowance(counts, limits, int(counts["bonus_left"]))
+
+
+async def balance_and_allowance(
+    pool: asyncpg.Pool, tenant_id: int, limits: ShopLimits, user_id: int
+) -> tuple[Balance, FreeAllowance]:
+    """The user's balance (read now, as `Ledger.balance` reads it) and today's free allowance, together."""
+    row = await pool.fetchrow(_MENU_SQL, tenant_id, user_id, limits.timezone, list(UNFINISHED))
+    return Balance(row["available"], row["held"]), _allowance(row, limits, int(row["bonus_left"]))
 
 
 def _allowance(counts: asyncpg.Record, limits: ShopLimits, bonus_left: int) -> FreeAllowance:

@@ -23,6 +23,7 @@ from tenant_runtime.telegram.texts import pick_language, text
 from tenant_runtime.users import BotUser
 
 if TYPE_CHECKING:
+    from tenant_runtime.arrival import Arrival
     from tenant_runtime.runtime import TenantRuntime
 
 
@@ -131,14 +132,17 @@ class UserContextMiddleware(BaseMiddleware):
             return UNHANDLED
         config = runtime.config
         services = runtime.services
-        user = await services.users.touch(
-            config.id,
-            sender.id,
-            language=pick_language(sender.language_code, config.default_language),
-            first_name=sender.first_name,
-            username=sender.username,
-            welcome=config.welcome_bonus > 0,
-        )
+        arrival: Arrival | None = data.get("arrival")
+        user = arrival.user if arrival is not None else None  # touched in the update's arrival statement
+        if user is None:
+            user = await services.users.touch(
+                config.id,
+                sender.id,
+                language=pick_language(sender.language_code, config.default_language),
+                first_name=sender.first_name,
+                username=sender.username,
+                welcome=config.welcome_bonus > 0,
+            )
         ctx = Ctx(runtime=runtime, user=user, lang=user.language, correlation_id=data["correlation_id"])
         data["ctx"] = ctx
         # Granted when the user has no welcome entry yet (not "this update created the user": a retry after

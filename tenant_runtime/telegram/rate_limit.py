@@ -19,10 +19,12 @@ from aiogram.types import TelegramObject, Update, User
 
 from shared import metrics
 from tenant_runtime.limits.rate import RateVerdict, count_hit
+from tenant_runtime.limits.rate import verdict as rate_verdict
 from tenant_runtime.limits.shop_limits import LimitKind
 from tenant_runtime.telegram.texts import pick_language, text
 
 if TYPE_CHECKING:
+    from tenant_runtime.arrival import Arrival
     from tenant_runtime.runtime import TenantRuntime
 
 __all__ = ["RateLimitMiddleware", "counted"]
@@ -47,7 +49,12 @@ class RateLimitMiddleware(BaseMiddleware):
         config = runtime.config
         if sender is None or not isinstance(event, Update) or not counted(event) or sender.id in config.admin_ids:
             return await handler(event, data)
-        verdict = await count_hit(runtime.services.pool, config.id, sender.id, config.limits.rate_per_minute)
+        limit = config.limits.rate_per_minute
+        arrival: Arrival | None = data.get("arrival")
+        if arrival is not None and arrival.hits is not None:
+            verdict = rate_verdict(arrival.hits, limit)  # counted in the update's arrival statement
+        else:
+            verdict = await count_hit(runtime.services.pool, config.id, sender.id, limit)
         if verdict is RateVerdict.ALLOW:
             return await handler(event, data)
         metrics.LIMIT_HITS.labels(config.slug, LimitKind.RATE).inc()

@@ -9,7 +9,7 @@ from aiogram.types import InlineKeyboardMarkup, Message
 
 from shared.registry import ModelSpec
 from tenant_runtime.generation.job import Job, JobStatus
-from tenant_runtime.limits.job_limits import FreeAllowance, free_allowance
+from tenant_runtime.limits.job_limits import FreeAllowance, balance_and_allowance, free_allowance
 from tenant_runtime.shop_profile import TextField
 from tenant_runtime.telegram import keyboards
 from tenant_runtime.telegram.context import Ctx
@@ -30,18 +30,28 @@ async def free_left(ctx: Ctx) -> FreeAllowance | None:
     """The user's free allowance today, when the tenant offers free models and the user has any."""
     if not ctx.offers_free:
         return None
-    allowance = await free_allowance(ctx.services.pool, ctx.tenant.id, ctx.tenant.limits, ctx.user.user_id)
+    return _shown(await free_allowance(ctx.services.pool, ctx.tenant.id, ctx.tenant.limits, ctx.user.user_id))
+
+
+def _shown(allowance: FreeAllowance) -> FreeAllowance | None:
+    """An allowance worth a line: some free generations a day, or some left from a promo code."""
     return None if allowance.daily_limit == 0 and allowance.bonus_left == 0 else allowance
 
 
 async def main_menu(ctx: Ctx) -> Screen:
-    balance = await ctx.services.ledger.balance(ctx.tenant.id, ctx.user.user_id)
+    allowance: FreeAllowance | None = None
+    if ctx.offers_free:  # the balance and the free allowance in one round trip
+        balance, today = await balance_and_allowance(
+            ctx.services.pool, ctx.tenant.id, ctx.tenant.limits, ctx.user.user_id
+        )
+        allowance = _shown(today)
+    else:
+        balance = await ctx.services.ledger.balance(ctx.tenant.id, ctx.user.user_id)
     welcome = ctx.tenant.profile.text(ctx.lang, TextField.WELCOME)
     if welcome is None:
         body = ctx.t("menu.title", shop=ctx.tenant.display_name, balance=ctx.money(balance.available))
     else:  # checked HTML, set by the shop: shown as written
         body = ctx.t("menu.welcome", welcome=Raw(welcome), balance=ctx.money(balance.available))
-    allowance = await free_left(ctx)
     if allowance is not None:
         body = Raw(f"{body}\n{free_line(ctx.lang, allowance)}")
     return body, keyboards.main_menu(ctx)

@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from aiogram.client.session.aiohttp import AiohttpSession
 
+from tenant_runtime.arrival import Arrivals
 from tenant_runtime.inbox import Inbox
 from tenant_runtime.runtime import TenantRuntime
 from tenant_runtime.services import Services
@@ -71,6 +72,7 @@ async def test_a_broken_connection_hands_the_update_back(
     services = SimpleNamespace(
         pool=module_pool,
         inbox=Inbox(module_pool, "brokenconn-a"),
+        arrivals=Arrivals(module_pool, "brokenconn-a"),
         dispatcher=dispatcher,
         settings=None,
         lease=ALWAYS_HELD,

@@ -17,7 +17,10 @@ from typing import Any, cast
 import asyncpg
 import pytest
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.types import Update
 
+from tenant_runtime.arrival import Arrival, Arrivals
+from tenant_runtime.config import TenantConfig
 from tenant_runtime.inbox import Inbox
 from tenant_runtime.runtime import TenantRuntime
 from tenant_runtime.services import Services
@@ -28,18 +31,20 @@ from tests.helpers import add_bare_tenants, wait_until
 _ids = itertools.count()
 
 
-class SlowInbox(Inbox):
-    """The database round trip of `accept`, held open until the test lets it finish."""
+class SlowArrivals(Arrivals):
+    """The database round trip of a delivery's claim, held open until the test lets it finish."""
 
     def __init__(self, pool: asyncpg.Pool, instance: str) -> None:
         super().__init__(pool, instance)
         self.entered = asyncio.Event()
         self.go_on = asyncio.Event()
 
-    async def accept(self, tenant_id: int, update_id: int, chat_id: int | None, payload: dict[str, Any]) -> bool:
+    async def claim(
+        self, config: TenantConfig, update: Update, payload: dict[str, Any], chat_id: int | None
+    ) -> Arrival:
         self.entered.set()
         await self.go_on.wait()
-        return await super().accept(tenant_id, update_id, chat_id, payload)
+        return await super().claim(config, update, payload, chat_id)
 
 
 class Recorder:
@@ -57,17 +62,24 @@ def _start(update_id: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def runtime(module_pool: asyncpg.Pool) -> AsyncIterator[tuple[TenantRuntime, SlowInbox, Recorder]]:
+async def runtime(module_pool: asyncpg.Pool) -> AsyncIterator[tuple[TenantRuntime, SlowArrivals, Recorder]]:
     (config,) = await add_bare_tenants(module_pool, f"retired-{next(_ids)}", 1, first_bot_id=881_900_000 + next(_ids))
-    inbox, recorder = SlowInbox(module_pool, "retired-a"), Recorder()
-    services = SimpleNamespace(pool=module_pool, inbox=inbox, dispatcher=recorder, settings=None, lease=ALWAYS_HELD)
+    inbox, recorder = SlowArrivals(module_pool, "retired-a"), Recorder()
+    services = SimpleNamespace(
+        pool=module_pool,
+        inbox=Inbox(module_pool, "retired-a"),
+        arrivals=inbox,
+        dispatcher=recorder,
+        settings=None,
+        lease=ALWAYS_HELD,
+    )
     session = AiohttpSession()
     yield TenantRuntime(config, cast(Services, services), session), inbox, recorder
     await session.close()
 
 
 async def test_an_update_accepted_while_the_slot_stops_is_handed_to_the_successor(
-    module_pool: asyncpg.Pool, runtime: tuple[TenantRuntime, SlowInbox, Recorder]
+    module_pool: asyncpg.Pool, runtime: tuple[TenantRuntime, SlowArrivals, Recorder]
 ) -> None:
     stopped, inbox, recorder = runtime
     request = asyncio.create_task(stopped.handle_webhook(_start(41)))
@@ -84,7 +96,7 @@ async def test_an_update_accepted_while_the_slot_stops_is_handed_to_the_successo
 
 
 async def test_an_update_reaching_a_retired_runtime_is_not_accepted(
-    module_pool: asyncpg.Pool, runtime: tuple[TenantRuntime, SlowInbox, Recorder]
+    module_pool: asyncpg.Pool, runtime: tuple[TenantRuntime, SlowArrivals, Recorder]
 ) -> None:
     stopped, inbox, recorder = runtime
     inbox.go_on.set()
@@ -98,7 +110,7 @@ async def test_an_update_reaching_a_retired_runtime_is_not_accepted(
 
 
 async def test_a_live_runtime_feeds_the_update(
-    module_pool: asyncpg.Pool, runtime: tuple[TenantRuntime, SlowInbox, Recorder]
+    module_pool: asyncpg.Pool, runtime: tuple[TenantRuntime, SlowArrivals, Recorder]
 ) -> None:
     """The same path without a stop: the recorder is fed (so the two tests above can fail)."""
     live, inbox, recorder = runtime
