@@ -42,6 +42,11 @@ class ActivationQueue:
         self._waiting[slot.config.id] = slot
         self._feed()
 
+    def discard(self, slot: Slot) -> None:
+        """A stopping slot leaves the queue at once (its step-up is no task yet: cancelling tasks misses it)."""
+        if self._waiting.get(slot.config.id) is slot:
+            del self._waiting[slot.config.id]
+
     def _feed(self) -> None:
         while self._running < self._at_once and self._waiting:
             slot = self._waiting.pop(next(iter(self._waiting)))

@@ -160,6 +160,7 @@ class Lifecycle:
 
     async def _retire(self, slot: Slot) -> None:
         """Stop a slot that is no longer in `slots`: its runtime steps down and drains."""
+        self._activations.discard(slot)
         if slot.runtime is not None:
             slot.runtime.retire()
         try:
@@ -271,7 +272,8 @@ class Lifecycle:
         # below see that the lock went or the slot stopped.
         async with slot.transition:
             runtime = slot.runtime
-            if runtime is None or not slot.locked or slot.state != State.STANDBY:
+            stale = self.slots.get(slot.config.id) is not slot  # stopped or rebuilt while it waited
+            if runtime is None or stale or not slot.locked or slot.state != State.STANDBY:
                 return
             try:
                 await runtime.activate(self._holds(slot))

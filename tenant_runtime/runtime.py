@@ -103,16 +103,23 @@ class TenantRuntime:
         """Run the singleton work: called when this process holds the tenant's lock.
 
         `still_held` is asked right before each side effect Telegram sees (setWebhook, polling): a
-        lock lost while an earlier call was in flight must not start work another process now owns.
+        lock lost while an earlier call was in flight must not start work another process now owns. A
+        retired runtime (its slot stopping) starts nothing: nobody would deactivate it again.
         """
+
+        def ours() -> bool:
+            return still_held() and not self._retired
+
+        if not ours():
+            return
         if self.mode() == "webhook":
-            await self._ensure_webhook(still_held)
+            await self._ensure_webhook(ours)
         else:
             await self._call(self.bot.delete_webhook(drop_pending_updates=False, request_timeout=15))
-            if not still_held():
+            if not ours():
                 return
             self._spawn_singleton(poll_forever(self))
-        if still_held():
+        if ours():
             self._active = True
             self._profile.want()
 
@@ -244,12 +251,18 @@ class TenantRuntime:
             )
             await self._tell_unavailable(storable(chat_id))
             return None
-        except asyncpg.PostgresError as exc:
+        except asyncpg.exceptions.DataError as exc:
             # Postgres refused this update's data (a NUL in a text, a number out of range): not an outage.
             # Answering "unavailable" would make Telegram redeliver it for ever and block the chat.
             self._log.warning("update refused by the database; skipped", update_id=update_id, error=type(exc).__name__)
             metrics.UPDATES_FAILED.labels(slug).inc()
             return False
+        except asyncpg.PostgresError as exc:
+            # Anything else (a deadlock, a conflict in the user's touch) is worth Telegram's redelivery.
+            self._log.warning(
+                "update not accepted; left for a redelivery", update_id=update_id, error=type(exc).__name__
+            )
+            return None
         if claimed(found) and self._retired:  # retired during the accept: the stop's drain did not see it
             await self._hand_back(update_id, "retired")
             return None

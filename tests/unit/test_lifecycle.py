@@ -339,3 +339,32 @@ async def test_step_ups_run_a_bounded_number_at_once_and_all_land(monkeypatch: p
     await wait_until(lambda: life.counts() == {"active": 30}, timeout=5, what="every slot active")
     assert most == 4, f"{most} activations ran at once"
     await life.stop_all(drain_timeout=1)
+
+
+@pytest.mark.parametrize("change", ["stopped", "rebuilt"])
+async def test_a_step_up_still_queued_when_its_slot_stops_never_runs(
+    monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Queued behind a slow activation (boot, a failover), a slot is stopped or rebuilt (a token rotation):
+    its step-up is no task yet, so cancelling tasks misses it. When its turn comes it must not activate
+    the old runtime, which nobody would ever deactivate (in polling mode: a second poller of the token)."""
+    monkeypatch.setattr(lifecycle_module, "ACTIVATIONS_AT_ONCE", 1)
+    held = {1: 1001, 2: 1002}
+    # The stop takes a while (a runtime draining): the queued step-up's turn comes in the middle of it.
+    life = make(held, lambda c: StandInRuntime(c, slow_activate=0.2) if c.id == 1 else StandInRuntime(c, hang_stop=0.6))
+    for tid in (1, 2):
+        await life.apply(config(tid, token=f"{tid}:aaa"))
+    await wait_until(lambda: life.counts() == {"standby": 2}, timeout=2, what="two slots in standby")
+    life.reconcile(held)
+    queued = life.slots[2]
+    assert queued in life._activations, "the second step-up should wait for the first"
+    old = queued.runtime
+    assert isinstance(old, StandInRuntime)
+    if change == "stopped":
+        await life.stop_tenant(2)
+    else:
+        await life.apply(config(2, token="2:bbb", config_version=2))
+    await wait_until(lambda: life.slots[1].state == State.ACTIVE, timeout=3, what="the first slot active")
+    await wait_until(lambda: not life._activations and not life._background, timeout=3, what="the queue drained")
+    assert old.landed == [] and not old.active, "the stopped slot's runtime was activated"
+    await life.stop_all(drain_timeout=1)
