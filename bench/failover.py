@@ -103,9 +103,13 @@ class Trickle:
         endpoint = delivery.user.endpoint
         headers = {"X-Telegram-Bot-Api-Secret-Token": endpoint.secret, "Content-Type": "application/json"}
         delay = 0.2
+        port: int | None = None
         for _ in range(40):  # about 30 s of retries at most
             ports = list(self.ports)
-            port = ports[next(self._turn) % len(ports)]
+            # The first post takes its turn; a retry goes to another port than the one that just failed,
+            # as a load balancer does with a refused or failed upstream.
+            others = [p for p in ports if p != port] or ports
+            port = others[next(self._turn) % len(others)]
             delivery.attempts += 1
             try:
                 async with client.post(
@@ -154,7 +158,7 @@ async def figure_failover(bench: Bench) -> FigureResult:
             bench.log(
                 f"  failover: SIGKILL {victim.sup.name} ({locks_held(await prober.health(victim.sup.port))} locks)"
             )
-            killed_at = time.perf_counter()
+            killed_at, details["killed_at"] = time.perf_counter(), round(time.time(), 2)
             victim.sup.proc.kill()
             await victim.sup.proc.wait()
             kill_s = await _takeover(prober, survivor, n, killed_at, timeout=30)
@@ -162,13 +166,14 @@ async def figure_failover(bench: Bench) -> FigureResult:
             await asyncio.sleep(2)
 
             # --- a replacement joins, then SIGTERM the one holding most -------------------------------
+            details["replacement_at"] = round(time.time(), 2)
             c = await launch(stack, f"b{bench.run_id}-fo-c", port=victim.sup.port)
             await _balanced(prober, survivor, c, n)
             trickle.ports = [survivor.sup.port, c.sup.port]
             await asyncio.sleep(2)
             victim2, survivor2 = await _by_locks(prober, survivor, c)
             bench.log(f"  failover: SIGTERM {victim2.sup.name}")
-            termed_at = time.perf_counter()
+            termed_at, details["termed_at"] = time.perf_counter(), round(time.time(), 2)
             victim2.sup.proc.terminate()
             term_s = await _takeover(prober, survivor2, n, termed_at, timeout=30)
             with contextlib.suppress(TimeoutError):
@@ -248,12 +253,15 @@ async def _replies(stack: BenchStack, deliveries: list[Delivery], wait_s: float)
     counts = {d.user.user_id: _menus(stack, d.user) for d in deliveries}
     latencies = []
     late: list[int] = []
+    slowest: list[tuple[float, Delivery]] = []
     for d in deliveries:
         at = _first_menu_at(stack, d.user)
         if at is not None:
             latencies.append(at - d.first_post)
+            slowest.append((at - d.first_post, d))
             if at - d.first_post > 10:
                 late.append(d.user.user_id)
+    slowest.sort(key=lambda pair: -pair[0])
     retried = [d for d in deliveries if d.attempts > 1]
     return {
         "posted": len(deliveries),
@@ -266,6 +274,16 @@ async def _replies(stack: BenchStack, deliveries: list[Delivery], wait_s: float)
         "reply_p99_s": rounded(percentile(latencies, 99), 2),
         "replies_after_10s": len(late),
         "late_inbox_rows": await _inbox_rows(stack, late),
+        # Where the slowest replies spent their time: the sender's attempts, or the handling after the 200.
+        "slowest": [
+            {
+                "reply_s": round(seconds, 2),
+                "accepted_after_s": rounded(d.accepted_at - d.first_post, 2) if d.accepted_at else None,
+                "statuses": d.statuses,
+                "posted_at": round(d.first_post, 2),
+            }
+            for seconds, d in slowest[:5]
+        ],
     }
 
 

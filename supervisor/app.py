@@ -108,6 +108,7 @@ class Supervisor:
         return code
 
     def _on_signal(self) -> None:
+        self.state.stopping = True
         for stop in self.state.on_stop:  # workers of this process get the signal too
             stop()
         self._stop.set()

@@ -55,10 +55,13 @@ def build_app(state: ServerState, *, max_body: int) -> web.Application:
     async def ready(_request: web.Request) -> web.Response:
         return json_response({"ready": state.ready, "db": state.db_status}, status=200 if state.ready else 503)
 
-    def late(name: str) -> Handler:
+    def late(name: str, *, while_stopping: bool = True) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             if state.backend is None:
                 return error_response(503, "starting")
+            if state.stopping and not while_stopping:
+                # Not 404 once the tenants are gone from this process: the update is for the other replica.
+                return error_response(503, "stopping")
             method: Handler | None = getattr(state.backend, name)
             if method is None:
                 return error_response(404, "not found")
@@ -68,7 +71,7 @@ def build_app(state: ServerState, *, max_body: int) -> web.Application:
 
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.router.add_post("/webhook/{slug}", late("webhook"))
+    app.router.add_post("/webhook/{slug}", late("webhook", while_stopping=False))
     app.router.add_post("/kie/callback/{slug}/{token}", late("kie_callback"))
     app.router.add_get("/media/{slug}/{token}", late("media"))
     app.router.add_get("/metrics", late("metrics"))

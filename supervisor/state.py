@@ -22,6 +22,9 @@ class ServerState:
     backend: Routes | None = None
     warnings: list[str] = field(default_factory=list)  # settings that work but cost something
     on_stop: list[Callable[[], None]] = field(default_factory=list)  # called on SIGTERM/SIGINT, before shutdown
+    # Set on SIGTERM/SIGINT: from then on new Telegram updates are refused with 503 (redelivered to the
+    # other replica, or to this service once it is back) while what is in flight drains; /ready says 503.
+    stopping: bool = False
 
     def health(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -38,8 +41,10 @@ class ServerState:
             body.update(self.backend.health())
         else:
             body["phase"] = "starting"
+        if self.stopping:
+            body["phase"] = "stopping"
         return body
 
     @property
     def ready(self) -> bool:
-        return self.db_status == "ok" and self.migrations_applied and self.backend is not None
+        return self.db_status == "ok" and self.migrations_applied and self.backend is not None and not self.stopping
