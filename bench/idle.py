@@ -187,6 +187,9 @@ async def figure_rebalance(bench: Bench) -> FigureResult:
                 worst = 0.0
                 deadline = time.perf_counter() + (90 if bench.quick else 240)
                 settled_at: float | None = None
+                timeline: list[
+                    tuple[float, int, int, int]
+                ] = []  # (s since spawn, first active, second active, second standby)
                 while time.perf_counter() < deadline:
                     now = time.perf_counter()
                     unheld = await _unheld(conn, keys)
@@ -196,6 +199,16 @@ async def figure_rebalance(bench: Bench) -> FigureResult:
                     for key in unheld:
                         since.setdefault(key, now)
                     a, b = await prober.health(first.sup.port), await prober.health(second.sup.port)
+                    since_spawn = now - second.started
+                    if not timeline or since_spawn - timeline[-1][0] >= 1.0:
+                        timeline.append(
+                            (
+                                round(since_spawn, 1),
+                                by_state(a, "active"),
+                                by_state(b, "active"),
+                                by_state(b, "standby"),
+                            )
+                        )
                     split = by_state(a, "active") + by_state(b, "active") == n and by_state(b, "active") >= n // 2 - 1
                     if split and not unheld:
                         settled_at = settled_at or now
@@ -215,7 +228,9 @@ async def figure_rebalance(bench: Bench) -> FigureResult:
     )
     # Spawn of the second replica → every tenant held and active, the second holding its half.
     joined_s = settled_at - second.started if settled_at is not None and second is not None else None
-    out.details.update({"tenants": n, "first_active_s": rounded(active_s), "joined_s": rounded(joined_s)})
+    out.details.update(
+        {"tenants": n, "first_active_s": rounded(active_s), "joined_s": rounded(joined_s), "timeline": timeline}
+    )
     out.rows.append(
         Row(
             "rebalance",
