@@ -128,6 +128,7 @@ def workers_rows(one: Phase, one_cpu: dict[str, float], two: WorkersRun) -> list
     single, double = one.throughput(), two.closed.throughput()
     speedup = double / single if single and double else None
     rss = list(two.rss_mib.values())
+    projected = _projected_speedup(single, one_cpu, double, two.cpu_pct)
     return [
         Row(
             "webhook",
@@ -154,6 +155,17 @@ def workers_rows(one: Phase, one_cpu: dict[str, float], two: WorkersRun) -> list
         ),
         Row(
             "webhook",
+            "workers_2_speedup_projected",
+            "WORKERS=2 / WORKERS=1 with a core per worker (projected)",
+            rounded(projected, 2),
+            "x",
+            "—",
+            INFO,
+            "each run's throughput scaled to its supervisor processes' CPU: a core each for the workers "
+            "(Postgres, the fake and the load on other cores, as on a 4-core machine)",
+        ),
+        Row(
+            "webhook",
             "workers_extra_rss_mib",
             "memory of an extra worker",
             rounded(min(rss[1:]) if len(rss) > 1 else None, 1),
@@ -163,3 +175,16 @@ def workers_rows(one: Phase, one_cpu: dict[str, float], two: WorkersRun) -> list
             "RSS per process after the loop: " + ", ".join(f"{k} {v} MiB" for k, v in two.rss_mib.items()),
         ),
     ]
+
+
+def _projected_speedup(
+    single: float | None, one_cpu: dict[str, float], double: float | None, two_cpu: dict[str, float]
+) -> float | None:
+    """Throughput if each supervisor process had a core of its own: a run's updates/s divided by its
+    supervisor processes' share of their cores. On two shared cores the measured ratio is capped by
+    Postgres, the fake and the load taking the second core; this says what more cores would give."""
+    busy_one = sum(v for k, v in one_cpu.items() if k.startswith("supervisor"))
+    busy_two = [v for k, v in two_cpu.items() if k.startswith("supervisor")]
+    if not single or not double or not busy_one or len(busy_two) < 2 or not sum(busy_two):
+        return None
+    return (double * 100 * len(busy_two) / sum(busy_two)) / (single * 100 / busy_one)
