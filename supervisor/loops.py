@@ -23,6 +23,7 @@ from supervisor.locks import Locker
 from supervisor.onboarding import build_platform_bot
 from supervisor.publish import PUBLISH_SECONDS, RuntimePublisher, SlotReports
 from supervisor.resync import resync
+from supervisor.slot import WANTING
 from supervisor.slot_state import State
 from supervisor.tenants import TenantError, TenantStore
 from tenant_runtime.billing.refunds import RefundSettler
@@ -163,7 +164,7 @@ class BackgroundLoops:
         # A bot that is serving or ready to (not one in backoff for its own reasons) asks on the process's
         # behalf. No sort of every slot: this runs every few seconds on an idle process of 10,000 tenants.
         slots = lifecycle.slots.values()
-        ready = (s.runtime for s in slots if s.runtime is not None and s.state in (State.STANDBY, State.ACTIVE))
+        ready = (s.runtime for s in slots if s.runtime is not None and s.state in WANTING)
         runtime = next(ready, None) or next((s.runtime for s in slots if s.runtime is not None), None)
         if runtime is not None:
             await probe.ask(runtime.bot.token)

@@ -64,29 +64,29 @@ def _start(update_id: int) -> dict[str, Any]:
 @pytest.fixture
 async def runtime(module_pool: asyncpg.Pool) -> AsyncIterator[tuple[TenantRuntime, SlowArrivals, Recorder]]:
     (config,) = await add_bare_tenants(module_pool, f"retired-{next(_ids)}", 1, first_bot_id=881_900_000 + next(_ids))
-    inbox, recorder = SlowArrivals(module_pool, "retired-a"), Recorder()
+    arrivals, recorder = SlowArrivals(module_pool, "retired-a"), Recorder()
     services = SimpleNamespace(
         pool=module_pool,
         inbox=Inbox(module_pool, "retired-a"),
-        arrivals=inbox,
+        arrivals=arrivals,
         dispatcher=recorder,
         settings=None,
         lease=ALWAYS_HELD,
     )
     session = AiohttpSession()
-    yield TenantRuntime(config, cast(Services, services), session), inbox, recorder
+    yield TenantRuntime(config, cast(Services, services), session), arrivals, recorder
     await session.close()
 
 
 async def test_an_update_accepted_while_the_slot_stops_is_handed_to_the_successor(
     module_pool: asyncpg.Pool, runtime: tuple[TenantRuntime, SlowArrivals, Recorder]
 ) -> None:
-    stopped, inbox, recorder = runtime
+    stopped, arrivals, recorder = runtime
     request = asyncio.create_task(stopped.handle_webhook(_start(41)))
-    await asyncio.wait_for(inbox.entered.wait(), timeout=5)
+    await asyncio.wait_for(arrivals.entered.wait(), timeout=5)
     stopped.retire()  # the stop begins while the update is being accepted
     await stopped.drain(1)  # the stop's drain: nothing of this runtime is in hand yet
-    inbox.go_on.set()
+    arrivals.go_on.set()
     assert await asyncio.wait_for(request, timeout=5) is Outcome.UNAVAILABLE  # Telegram redelivers it
     assert recorder.fed == [], "a stopped runtime handled an update"
     # The claim was given up at once: the successor (this process's next runtime, or another replica)
@@ -98,11 +98,11 @@ async def test_an_update_accepted_while_the_slot_stops_is_handed_to_the_successo
 async def test_an_update_reaching_a_retired_runtime_is_not_accepted(
     module_pool: asyncpg.Pool, runtime: tuple[TenantRuntime, SlowArrivals, Recorder]
 ) -> None:
-    stopped, inbox, recorder = runtime
-    inbox.go_on.set()
+    stopped, arrivals, recorder = runtime
+    arrivals.go_on.set()
     stopped.retire()
     assert await stopped.handle_webhook(_start(42)) is Outcome.UNAVAILABLE
-    assert recorder.fed == [] and not inbox.entered.is_set()
+    assert recorder.fed == [] and not arrivals.entered.is_set()
     rows = await module_pool.fetchval(
         "SELECT count(*) FROM updates_inbox WHERE tenant_id = $1 AND update_id = 42", stopped.config.id
     )
@@ -113,8 +113,8 @@ async def test_a_live_runtime_feeds_the_update(
     module_pool: asyncpg.Pool, runtime: tuple[TenantRuntime, SlowArrivals, Recorder]
 ) -> None:
     """The same path without a stop: the recorder is fed (so the two tests above can fail)."""
-    live, inbox, recorder = runtime
-    inbox.go_on.set()
+    live, arrivals, recorder = runtime
+    arrivals.go_on.set()
     request = asyncio.create_task(live.handle_webhook(_start(43)))
     await wait_until(lambda: recorder.fed == [43], timeout=5, what="the update fed to the dispatcher")
     await asyncio.wait_for(request, timeout=5)
