@@ -223,13 +223,23 @@ async def figure_rebalance(bench: Bench) -> FigureResult:
             for launched in (first, second):
                 if launched is not None:
                     await stop(launched.sup)
-    note = f"second replica joins {n} active tenants; pg_locks every 100 ms" + (
-        "" if settled_at else "; did not settle"
+    # A hand-over frees a lock only once the runtime stepped down (break before make); a quiesce that ran out
+    # of time says so in the releasing replica's log, and the two would have overlapped.
+    overlapped = first.sup.log().count("releasing tenants before their runtimes stepped down")
+    note = (
+        f"second replica joins {n} active tenants; pg_locks every 100 ms; hand-overs before a step-down: {overlapped}"
+        + ("" if settled_at else "; did not settle")
     )
     # Spawn of the second replica → every tenant held and active, the second holding its half.
     joined_s = settled_at - second.started if settled_at is not None and second is not None else None
     out.details.update(
-        {"tenants": n, "first_active_s": rounded(active_s), "joined_s": rounded(joined_s), "timeline": timeline}
+        {
+            "tenants": n,
+            "first_active_s": rounded(active_s),
+            "joined_s": rounded(joined_s),
+            "early_handovers": overlapped,
+            "timeline": timeline,
+        }
     )
     out.rows.append(
         Row(
