@@ -23,6 +23,8 @@ from shared.db import LOCK_NS_TENANT
 
 __all__ = ["CpuSplit", "WorkersRun", "measure_workers", "workers_rows"]
 
+WORKERS = 2  # the run compared with WORKERS=1
+
 
 def _cpu(process: psutil.Process) -> float:
     try:
@@ -107,7 +109,7 @@ async def measure_workers(
     bench: Bench, stack: BenchStack, gen: LoadGen, port: int, users: list[User], plan: dict[str, Any], tenants: int
 ) -> WorkersRun:
     """One WORKERS=2 supervisor on `port`: warm-up pass, then the same closed loop as WORKERS=1."""
-    launched = await launch(stack, f"b{bench.run_id}-hook2", port=port, WORKERS="2")
+    launched = await launch(stack, f"b{bench.run_id}-hook2", port=port, WORKERS=str(WORKERS))
     try:
         held_s = await _all_held(stack.database_url, tenants, timeout=120)
         await asyncio.sleep(3)  # both workers past their boot: webhooks checked, first resync done
@@ -180,11 +182,12 @@ def workers_rows(one: Phase, one_cpu: dict[str, float], two: WorkersRun) -> list
 def _projected_speedup(
     single: float | None, one_cpu: dict[str, float], double: float | None, two_cpu: dict[str, float]
 ) -> float | None:
-    """Throughput if each supervisor process had a core of its own: a run's updates/s divided by its
-    supervisor processes' share of their cores. On two shared cores the measured ratio is capped by
-    Postgres, the fake and the load taking the second core; this says what more cores would give."""
+    """Throughput if each worker had a core of its own: a run's updates/s divided by its supervisor
+    processes' share of their cores (the WORKERS=2 parent, which only forwards signals, counts with them).
+    On two shared cores the measured ratio is capped by Postgres, the fake and the load taking the second
+    core; this says what more cores would give. An upper bound: it assumes throughput scales with CPU."""
     busy_one = sum(v for k, v in one_cpu.items() if k.startswith("supervisor"))
-    busy_two = [v for k, v in two_cpu.items() if k.startswith("supervisor")]
-    if not single or not double or not busy_one or len(busy_two) < 2 or not sum(busy_two):
+    busy_two = sum(v for k, v in two_cpu.items() if k.startswith("supervisor"))
+    if not single or not double or not busy_one or not busy_two:
         return None
-    return (double * 100 * len(busy_two) / sum(busy_two)) / (single * 100 / busy_one)
+    return (double * 100 * WORKERS / busy_two) / (single * 100 / busy_one)
