@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,13 +13,13 @@ import asyncpg
 import httpx
 import pytest
 
+from bench.loadgen import MENU_NEEDLE, start_update
 from sandbox.stack import ScriptedUser, Stack
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
 LATENCY_S = 2.0  # every Telegram call of the bot, once it is active: the first update is still in hand at SIGTERM
-MENU = "Выберите, что создать"
 
 
 @pytest.fixture
@@ -38,20 +37,6 @@ async def stack(pg_server_dsn: str) -> AsyncIterator[Stack]:
     await _drop(pg_server_dsn, name)
 
 
-def _start(update_id: int, user_id: int) -> dict[str, object]:
-    return {
-        "update_id": update_id,
-        "message": {
-            "message_id": update_id,
-            "date": int(time.time()),
-            "chat": {"id": user_id, "type": "private", "first_name": "U"},
-            "from": {"id": user_id, "is_bot": False, "first_name": "U"},
-            "text": "/start",
-            "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
-        },
-    }
-
-
 async def test_after_sigterm_the_update_in_hand_is_answered_and_new_ones_get_503(stack: Stack) -> None:
     (tenant,) = await stack.add_tenants_direct("stop", 1)
     sup = await stack.start_supervisor("stop-1")
@@ -67,9 +52,10 @@ async def test_after_sigterm_the_update_in_hand_is_answered_and_new_ones_get_503
             await ScriptedUser(stack.telegram, tenant.token, user_id).expect("Не понял", after=0)
         await stack.telegram.inject_faults(tenant.token, latency=LATENCY_S)
 
-        url, headers = f"{sup.base_url}/webhook/{tenant.slug}", {"X-Telegram-Bot-Api-Secret-Token": secret}
+        url = f"{sup.base_url}/webhook/{tenant.slug}"
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret, "Content-Type": "application/json"}
         async with httpx.AsyncClient(timeout=30) as client:
-            in_hand = asyncio.create_task(client.post(url, json=_start(555001, 7100001), headers=headers))
+            in_hand = asyncio.create_task(client.post(url, content=start_update(555001, 7100001), headers=headers))
 
             async def claimed() -> bool:
                 row = await pool.fetchval("SELECT status FROM updates_inbox WHERE update_id = 555001")
@@ -83,7 +69,7 @@ async def test_after_sigterm_the_update_in_hand_is_answered_and_new_ones_get_503
                 return bool(health) and health.get("phase") == "stopping"
 
             await wait_until(stopping, timeout=5, what="/health says stopping")
-            late = await client.post(url, json=_start(555002, 7100002), headers=headers)
+            late = await client.post(url, content=start_update(555002, 7100002), headers=headers)
             ready = await client.get(f"{sup.base_url}/ready")
             assert (late.status_code, late.json()) == (503, {"ok": False, "error": "stopping"})
             assert ready.status_code == 503
@@ -93,7 +79,7 @@ async def test_after_sigterm_the_update_in_hand_is_answered_and_new_ones_get_503
         menus = {
             int(c.params["chat_id"])
             for c in stack.telegram.calls(tenant.token, "sendMessage")
-            if MENU in str(c.params.get("text"))
+            if MENU_NEEDLE in str(c.params.get("text"))
         }
         assert menus == {7100001}  # the one in hand got its menu; the refused one was not taken in
         refused = await pool.fetchval("SELECT count(*) FROM updates_inbox WHERE update_id = 555002")
