@@ -40,6 +40,12 @@ class Arrival:
     user: BotUser | None  # the sender, touched; None: no sender, or over the rate limit
     fsm: FsmRow | None  # the conversation's FSM row as it stands (None: no sender)
 
+    @classmethod
+    def claim_only(cls, accepted: bool) -> Arrival:
+        """A claim made apart from the rest of the arrival: a polled update, claimed before the next
+        getUpdates confirms it (its handling runs `Arrivals.after_claim`), or one Postgres refused."""
+        return cls(accepted=accepted, hits=None, user=None, fsm=None)
+
 
 def _sql(claim: bool) -> str:
     """The statement; with the claim its first eight parameters are the claim's (`inbox.CLAIM_SQL`),

@@ -46,13 +46,6 @@ from tenant_runtime.updates import INT64, Handling, Outcome, chat_of, ints_fit, 
 log = get_logger(__name__)
 
 
-Claim = Arrival | bool  # what a claim statement returns (see `TenantRuntime._accept`)
-
-
-def claimed(found: Claim) -> bool:
-    return found.accepted if isinstance(found, Arrival) else found
-
-
 class TenantRuntime:
     def __init__(self, config: TenantConfig, services: Services, session: AiohttpSession) -> None:
         self.config = config
@@ -190,15 +183,14 @@ class TenantRuntime:
         payload = update.model_dump(mode="json", exclude_none=True, by_alias=True)
         chat_id = chat_of(payload)
         inbox, tid = self.services.inbox, self.config.id
-        found = await self._accept(
-            update.update_id,
-            chat_id,
-            "polling",
-            lambda: inbox.accept(tid, update.update_id, storable(chat_id), payload),
-        )
+
+        async def claim() -> Arrival:
+            return Arrival.claim_only(await inbox.accept(tid, update.update_id, storable(chat_id), payload))
+
+        found = await self._accept(update.update_id, chat_id, "polling", claim)
         if found is None:
             return False
-        if claimed(found):
+        if found.accepted:
             self._track(self._process(update, chat_id))
         return True
 
@@ -233,12 +225,11 @@ class TenantRuntime:
         return await asyncio.shield(self._track(self._process(update, chat_of(payload), payload)))
 
     async def _accept(
-        self, update_id: int, chat_id: int | None, source: str, claim: Callable[[], Awaitable[Claim]]
-    ) -> Claim | None:
-        """Run `claim` (a statement that claims the update: True, or an `Arrival` that says so) with its
-        failures handled. False: a duplicate, or data Postgres refused (skipped). None: not now (the
-        database is unreachable, or this runtime is retired: Telegram redelivers the update to the slot's
-        successor)."""
+        self, update_id: int, chat_id: int | None, source: str, claim: Callable[[], Awaitable[Arrival]]
+    ) -> Arrival | None:
+        """Run `claim` (a statement that claims the update) with its failures handled. Not `accepted`: a
+        duplicate, or data Postgres refused (skipped). None: not now (the database is unreachable, or this
+        runtime is retired: Telegram redelivers the update to the slot's successor)."""
         if self._retired:
             return None
         slug = self.config.slug
@@ -256,17 +247,17 @@ class TenantRuntime:
             # Answering "unavailable" would make Telegram redeliver it for ever and block the chat.
             self._log.warning("update refused by the database; skipped", update_id=update_id, error=type(exc).__name__)
             metrics.UPDATES_FAILED.labels(slug).inc()
-            return False
+            return Arrival.claim_only(False)
         except asyncpg.PostgresError as exc:
             # Anything else (a deadlock, a conflict in the user's touch) is worth Telegram's redelivery.
             self._log.warning(
                 "update not accepted; left for a redelivery", update_id=update_id, error=type(exc).__name__
             )
             return None
-        if claimed(found) and self._retired:  # retired during the accept: the stop's drain did not see it
+        if found.accepted and self._retired:  # retired during the accept: the stop's drain did not see it
             await self._hand_back(update_id, "retired")
             return None
-        if claimed(found):
+        if found.accepted:
             self.open_updates.add(update_id)
         else:
             metrics.UPDATES_DUPLICATE.labels(slug).inc()
@@ -290,7 +281,7 @@ class TenantRuntime:
                 )
                 if found is None:
                     return Outcome.UNAVAILABLE
-                if not isinstance(found, Arrival) or not found.accepted:
+                if not found.accepted:
                     return Outcome.DUPLICATE
                 arrival = found
             cid = correlation_id()
