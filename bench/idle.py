@@ -187,9 +187,8 @@ async def figure_rebalance(bench: Bench) -> FigureResult:
                 worst = 0.0
                 deadline = time.perf_counter() + (90 if bench.quick else 240)
                 settled_at: float | None = None
-                timeline: list[
-                    tuple[float, int, int, int]
-                ] = []  # (s since spawn, first active, second active, second standby)
+                # (s since the second's spawn, first's active, second's active, second's standby), once a second
+                timeline: list[tuple[float, int, int, int]] = []
                 while time.perf_counter() < deadline:
                     now = time.perf_counter()
                     unheld = await _unheld(conn, keys)
